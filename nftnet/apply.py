@@ -1,0 +1,219 @@
+"""The imperative shell of ``nftnet apply``: links and sysctls, then one nftables batch.
+
+Order matters for "nothing half-applied": everything that can be checked without changing the
+host is checked first (config, user rules parsed by nft in a scratch namespace); bridges and
+sysctls are set next and undone if the kernel then refuses the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from ipaddress import ip_interface
+from typing import Any
+
+from nftnet import names
+from nftnet.compile import HostFacts, compile_config
+from nftnet.config.dump import dump_config
+from nftnet.config.load import parse_config
+from nftnet.config.model import Config
+from nftnet.errors import ConfigError, NftnetError
+from nftnet.link import bridges, sysctl
+from nftnet.nft import scratch
+from nftnet.nft.libnft import LibNft
+from nftnet.nft.objects import Json
+from nftnet.plan import describe_changes
+from nftnet.state import State, StateDir
+
+FORWARD_KEYS = {4: sysctl.IP_FORWARD, 6: sysctl.IP6_FORWARD}
+
+
+@dataclass
+class Desired:
+    """What one apply would send, and the facts it was computed from."""
+
+    config: Config
+    host: HostFacts
+    batch: Json
+    batch_hash: str
+    forwarding_to_enable: list[int] = field(default_factory=list)
+
+
+def _needs_forwarding(config: Config, family: int) -> bool:
+    return any(
+        (n.subnet4 if family == 4 else n.subnet6) is not None and not n.internal
+        for n in config.networks.values()
+    )
+
+
+def host_facts(config: Config, prev: State | None) -> tuple[HostFacts, list[int]]:
+    """Guard flags, and the families whose forwarding nftnet must switch on now.
+
+    A guard, once set because nftnet switched forwarding on, stays while nftnet's state does.
+    """
+    enabled = dict(prev.forwarding_enabled) if prev else {}
+    to_enable = []
+    for v in (4, 6):
+        if _needs_forwarding(config, v) and sysctl.read(FORWARD_KEYS[v]) == "0":
+            to_enable.append(v)
+            enabled[str(v)] = True
+    return HostFacts(enabled.get("4", False), enabled.get("6", False)), to_enable
+
+
+def user_rules_json(config: Config, skeleton: Json) -> list[list[Any]] | None:
+    """The user rules as JSON expressions, parsed by nft itself; ConfigError names bad ones."""
+    if not config.user_rules:
+        return None if config.user_rules is None else []
+    parsed, errors = scratch.parse_user_rules(skeleton, list(config.user_rules))
+    if errors:
+        raise ConfigError(
+            [f"user_rules[{i}]: nft cannot use {config.user_rules[i]!r}: {msg}"
+             for i, msg in sorted(errors.items())]
+        )
+    return parsed
+
+
+def desired(config: Config, prev: State | None) -> Desired:
+    host, to_enable = host_facts(config, prev)
+    skeleton = compile_config(config, host, []).to_json()
+    tx = compile_config(config, host, user_rules_json(config, skeleton))
+    batch = tx.to_json()
+    digest = hashlib.sha256(json.dumps(batch, sort_keys=True).encode()).hexdigest()
+    return Desired(config, host, batch, digest, to_enable)
+
+
+def fingerprint(listing: list[Json] | None) -> tuple[str, str]:
+    """Digests of nftnet's table as the kernel lists it, blind to handles and counters.
+
+    The first covers everything but the user chain's rules, the second those rules, so that
+    hand-added user rules do not count as drift when the config leaves the chain to people.
+    """
+    if listing is None:
+        return "", ""
+
+    def clean(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if "counter" in obj and len(obj) == 1:
+                return {"counter": None}
+            return {k: clean(v) for k, v in obj.items() if k != "handle"}
+        if isinstance(obj, list):
+            return [clean(v) for v in obj]
+        return obj
+
+    parts: tuple[list[Any], list[Any]] = ([], [])
+    for o in listing:
+        parts[o.get("rule", {}).get("chain") == names.USER_CHAIN].append(clean(o))
+    ours, user = (hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest() for p in parts)
+    return ours, user
+
+
+def bridge_specs(config: Config) -> list[bridges.BridgeSpec]:
+    out = []
+    for net in config.networks.values():
+        addrs = tuple(
+            ip_interface(f"{gw}/{subnet.prefixlen}")
+            for gw, subnet in ((net.gateway4, net.subnet4), (net.gateway6, net.subnet6))
+            if gw is not None and subnet is not None
+        )
+        out.append(bridges.BridgeSpec(net.bridge, addrs, net.mtu))
+    return out
+
+
+def links_in_place(config: Config) -> bool:
+    for spec in bridge_specs(config):
+        seen = bridges.observe(spec.name)
+        if not seen.exists or not seen.up or not {str(a) for a in spec.addresses} <= seen.addresses:
+            return False
+    return True
+
+
+@dataclass
+class Result:
+    changed: bool
+    lines: list[str]
+
+
+class Applier:
+    def __init__(self, state_dir: StateDir, nft: LibNft | None = None) -> None:
+        self.state_dir = state_dir
+        self.nft = nft or LibNft()
+
+    def apply(self, config: Config, dry_run: bool = False) -> Result:
+        with self.state_dir.locked():
+            prev = self.state_dir.load()
+            want = desired(config, prev)
+            kernel_fp = fingerprint(self.nft.list())
+            drift = prev is not None and not _matches(prev, kernel_fp, config)
+            in_sync = (
+                prev is not None
+                and not drift
+                and prev.batch_hash == want.batch_hash
+                and links_in_place(config)
+            )
+            if in_sync:
+                return Result(False, ["no changes: the kernel already matches the config"])
+            prev_config = parse_config(json.dumps(prev.config), "state") if prev else None
+            lines = describe_changes(prev_config, config, kernel_drift=drift)
+            if dry_run:
+                return Result(True, ["dry run, nothing applied; would change:", *lines])
+            created = self._links(want)
+            try:
+                self.nft.run(want.batch)
+            except NftnetError:
+                self._undo(want, created)
+                raise
+            listing = self.nft.list()
+            self.state_dir.save(State(
+                config=dump_config(config),
+                forwarding_enabled={str(v): True for v in (4, 6)
+                                    if getattr(want.host, f"guard_forward{v}")},
+                created_bridges=sorted(set(prev.created_bridges if prev else []) | set(created)),
+                batch_hash=want.batch_hash,
+                fingerprint=list(fingerprint(listing)),
+            ))
+            return Result(True, ["applied:", *lines])
+
+    def _links(self, want: Desired) -> list[str]:
+        created: list[str] = []
+        try:
+            for spec in bridge_specs(want.config):
+                if bridges.ensure_bridge(spec):
+                    created.append(spec.name)
+            _interface_sysctls(want.config)
+            for v in want.forwarding_to_enable:
+                sysctl.write(FORWARD_KEYS[v], "1")
+        except NftnetError:
+            self._undo(want, created)
+            raise
+        return created
+
+    def _undo(self, want: Desired, created: list[str]) -> None:
+        for v in want.forwarding_to_enable:
+            sysctl.write(FORWARD_KEYS[v], "0")
+        for name in created:
+            bridges.delete_link(name)
+
+
+def _matches(state: State, kernel_fp: tuple[str, str], config: Config) -> bool:
+    """Whether the kernel still holds what nftnet last applied (the user chain only counts
+    when the config manages it)."""
+    ours, user = state.fingerprint or ("", "")
+    return kernel_fp[0] == ours and (config.user_rules is None or kernel_fp[1] == user)
+
+
+def _interface_sysctls(config: Config) -> None:
+    """Per-bridge settings, and br_netfilter for icc=false (as Docker does)."""
+    for net in config.networks.values():
+        if net.subnet6 is not None:
+            sysctl.write(sysctl.iface(6, net.bridge, "disable_ipv6"), "0")
+        if net.subnet4 is not None and not net.internal:
+            # The host reaches ports published on 127.0.0.1 through a DNAT to the bridge.
+            sysctl.write(sysctl.iface(4, net.bridge, "route_localnet"), "1")
+    if any(not n.icc for n in config.networks.values()):
+        for key in sysctl.BRIDGE_NF:
+            if sysctl.read(key) is None:
+                raise NftnetError(
+                    "icc: false needs br_netfilter, which is not loaded (modprobe br_netfilter)"
+                )
+            sysctl.write(key, "1")

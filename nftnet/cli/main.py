@@ -1,0 +1,84 @@
+"""The ``nftnet`` command: parses arguments, dispatches, and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+
+from nftnet.cli.commands import apply_cmd, plan_cmd, render_cmd, status_cmd
+from nftnet.errors import EXIT_BUG, EXIT_INTERRUPTED, NftnetError
+from nftnet.state import DEFAULT_DIR, StateDir
+
+EPILOG = """\b
+Exit codes:
+  0  done (or nothing to do)
+  1  runtime or kernel failure; nothing was half-applied
+  2  invalid input: config or arguments (each problem names its field)
+  3  unexpected error (traceback in STATE_DIR/error.log)
+"""
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", envvar="NFTNET_STATE_DIR", default=DEFAULT_DIR, show_default=True,
+              type=click.Path(file_okay=False), help="Where nftnet keeps what it applied "
+              "(env NFTNET_STATE_DIR).")
+@click.version_option(package_name="nftnet")
+@click.pass_context
+def cli(ctx: click.Context, state_dir: str) -> None:
+    """Container-network firewall on nftables: Docker's bridge networking (published ports,
+    masquerade, isolation, icc, DOCKER-USER) as one atomic transaction in table inet nftnet.
+
+    Start with `nftnet render -f config.yaml` (no root needed), then `nftnet apply -f
+    config.yaml`.
+    """
+    ctx.obj = StateDir(state_dir)
+
+
+for command in (apply_cmd, plan_cmd, render_cmd, status_cmd):
+    cli.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code instead of raising."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_INTERRUPTED
+    except NftnetError as e:
+        click.echo(f"nftnet: error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception:
+        where = StateDir(_state_dir_arg(argv)).log_error(traceback.format_exc())
+        click.echo(f"nftnet: unexpected error ({sys.exc_info()[1]!r}); "
+                   f"details in {where or 'stderr'}", err=True)
+        if where is None:
+            traceback.print_exc()
+        return EXIT_BUG
+    return 0
+
+
+def _state_dir_arg(argv: Sequence[str] | None) -> str:
+    import os
+
+    args = list(argv if argv is not None else sys.argv[1:])
+    for i, a in enumerate(args):
+        if a == "--state-dir" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--state-dir="):
+            return a.split("=", 1)[1]
+    return os.environ.get("NFTNET_STATE_DIR", DEFAULT_DIR)
+
+
+def entry() -> None:
+    sys.exit(main())

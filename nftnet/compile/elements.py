@@ -1,0 +1,62 @@
+"""Set and map elements: everything the config says, as data the static rules look up."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from nftnet import names as N
+from nftnet.compile import expr as E
+from nftnet.config.model import Config, PortMapping
+from nftnet.config.publish import expand
+
+Elements = dict[str, list[Any]]
+
+
+def mappings(config: Config) -> list[PortMapping]:
+    """Every published port of every endpoint, in a stable order."""
+    out = []
+    for ep in config.endpoints.values():
+        net = config.networks[ep.network]
+        for spec in ep.publish:
+            out += expand(spec, ep, net)
+    return sorted(out, key=sort_key)
+
+
+def sort_key(m: PortMapping) -> tuple[int, str, str, int]:
+    return m.family, str(m.host_ip), m.proto, m.host_port
+
+
+def _network_elements(config: Config, out: Elements) -> None:
+    for net in config.networks.values():
+        out[N.BRIDGES].append(net.bridge)
+        if net.internal:
+            out[N.INTERNAL].append(net.bridge)
+        verdict = E.ACCEPT if net.icc else E.jump(N.ICC_OFF)
+        out[N.SAME_BRIDGE].append([E.concat_value(net.bridge, net.bridge), verdict])
+        for v, subnet in ((4, net.subnet4), (6, net.subnet6)):
+            if subnet is None:
+                continue
+            out[N.SUBNETS.format(v=v)].append(E.prefix(subnet))
+            if net.masquerade and not net.internal:
+                out[N.MASQUERADE.format(v=v)].append(E.prefix(subnet))
+
+
+def _port_elements(config: Config, out: Elements) -> None:
+    for m in mappings(config):
+        if m.host_ip is None:
+            key = E.concat_value(m.proto, m.host_port)
+            addr_map, port_map = N.PUBANY_ADDR, N.PUBANY_PORT
+        else:
+            key = E.concat_value(str(m.host_ip), m.proto, m.host_port)
+            addr_map, port_map = N.PUB_ADDR, N.PUB_PORT
+        out[addr_map.format(v=m.family)].append([key, str(m.container_ip)])
+        out[port_map.format(v=m.family)].append([key, m.container_port])
+
+
+def elements(config: Config) -> Elements:
+    """Elements per set or map name; sets with nothing in them are absent."""
+    out: Elements = defaultdict(list)
+    _network_elements(config, out)
+    _port_elements(config, out)
+    return dict(out)

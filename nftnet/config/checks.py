@@ -1,0 +1,131 @@
+"""Checks that span several fields or sections: overlaps, membership, uniqueness.
+
+Each returns (path, message) pairs so that the loader can point at the offending key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import IPv4Network, IPv6Network
+
+from nftnet.config.model import Config, Endpoint, IPAddress, Network
+from nftnet.config.publish import expand
+
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def _networks(config: Config) -> Iterator[Problem]:
+    seen_bridges: dict[str, str] = {}
+    subnets: list[tuple[str, IPv4Network | IPv6Network]] = []
+    for name, net in config.networks.items():
+        if net.bridge in seen_bridges:
+            yield ("networks", name, "bridge"), (
+                f"bridge {net.bridge} is already used by network {seen_bridges[net.bridge]}"
+            )
+        seen_bridges[net.bridge] = name
+        for subnet, gateway, key in (
+            (net.subnet4, net.gateway4, "gateway"),
+            (net.subnet6, net.gateway6, "gateway6"),
+        ):
+            if subnet is None:
+                continue
+            for other_name, other in subnets:
+                if subnet.version == other.version and subnet.overlaps(other):  # type: ignore[arg-type]
+                    yield ("networks", name, "subnets"), (
+                        f"{subnet} overlaps {other} of network {other_name}"
+                    )
+            subnets.append((name, subnet))
+            if gateway is not None and (msg := _host_problem(gateway, subnet)):
+                yield ("networks", name, key), f"gateway {gateway} {msg}"
+
+
+def _host_problem(addr: IPAddress, subnet: IPv4Network | IPv6Network) -> str | None:
+    """Why ``addr`` cannot be a host address in ``subnet``, or None."""
+    if addr not in subnet:
+        return f"is outside the subnet {subnet}"
+    if addr == subnet.network_address:
+        return f"is the network address of {subnet}"
+    if subnet.version == 4 and addr == subnet.broadcast_address:
+        return f"is the broadcast address of {subnet}"
+    return None
+
+
+def _endpoint_addresses(name: str, ep: Endpoint, net: Network) -> Iterator[Problem]:
+    if ep.ipv4 is None and ep.ipv6 is None:
+        yield ("endpoints", name), "an endpoint needs ipv4, ipv6 or both"
+    for addr, subnet, gateway, key in (
+        (ep.ipv4, net.subnet4, net.gateway4, "ipv4"),
+        (ep.ipv6, net.subnet6, net.gateway6, "ipv6"),
+    ):
+        if addr is None:
+            continue
+        if subnet is None:
+            yield ("endpoints", name, key), f"network {net.name} has no {key} subnet"
+        elif msg := _host_problem(addr, subnet):
+            yield ("endpoints", name, key), f"{addr} {msg} of network {net.name}"
+        elif addr == gateway:
+            yield ("endpoints", name, key), f"{addr} is the gateway of network {net.name}"
+
+
+def _endpoints(config: Config) -> Iterator[Problem]:
+    owners: dict[IPAddress, str] = {}
+    bound: dict[tuple[object, ...], str] = {}
+    for name, ep in config.endpoints.items():
+        net = config.networks.get(ep.network)
+        if net is None:
+            known = ", ".join(sorted(config.networks)) or "none"
+            yield ("endpoints", name, "network"), f"no network {ep.network!r} (known: {known})"
+            continue
+        yield from _endpoint_addresses(name, ep, net)
+        for addr, key in ((ep.ipv4, "ipv4"), (ep.ipv6, "ipv6")):
+            if addr is not None:
+                if addr in owners:
+                    yield ("endpoints", name, key), f"{addr} is already used by {owners[addr]}"
+                owners.setdefault(addr, f"endpoint {name}")
+        if ep.publish and net.internal:
+            yield ("endpoints", name, "publish"), (
+                f"network {net.name} is internal: nothing on it can be published"
+            )
+            continue
+        for i, spec in enumerate(ep.publish):
+            yield from _publish(config, name, i, ep, net, bound)
+
+
+def _publish(
+    config: Config,
+    name: str,
+    index: int,
+    ep: Endpoint,
+    net: Network,
+    bound: dict[tuple[object, ...], str],
+) -> Iterator[Problem]:
+    """A host address/proto/port may be bound once; a wildcard clashes with every address."""
+    path = ("endpoints", name, "publish", index)
+    spec = ep.publish[index]
+    try:
+        mappings = expand(spec, ep, net)
+    except ValueError as e:
+        yield path, str(e)
+        return
+    where = f"endpoint {name} ({spec.text})"
+    for m in mappings:
+        key = (m.family, m.host_ip, m.proto, m.host_port)
+        port_key = (m.family, None, m.proto, m.host_port)
+        # port_key holds the wildcard binding; "*" + port_key any binding of that port.
+        clash = bound.get(("*", *port_key)) if m.host_ip is None else (
+            bound.get(key) or bound.get(port_key)
+        )
+        if clash is not None:
+            host = m.host_ip if m.host_ip is not None else "every address"
+            yield path, (
+                f"{m.proto} port {m.host_port} on {host} (IPv{m.family}) is already published "
+                f"by {clash}"
+            )
+            return
+        bound[key] = where
+        bound.setdefault(("*", *port_key), where)
+
+
+def check_config(config: Config) -> list[Problem]:
+    """Every cross-field problem in ``config``; empty when it is consistent."""
+    return [*_networks(config), *_endpoints(config)]

@@ -1,0 +1,69 @@
+"""The validated config as frozen dataclasses: what the compiler and the link layer consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Literal
+
+Proto = Literal["tcp", "udp", "sctp"]
+IPAddress = IPv4Address | IPv6Address
+
+
+@dataclass(frozen=True)
+class PublishSpec:
+    """One Docker ``-p`` entry: host address (None: the default), host and container port ranges."""
+
+    text: str
+    host_ip: IPAddress | None
+    host_ports: tuple[int, int]
+    container_ports: tuple[int, int]
+    proto: Proto
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """One published port of one family, after defaults and ranges are expanded.
+
+    ``host_ip`` None means every local address of that family (Docker's 0.0.0.0 / [::]).
+    """
+
+    family: Literal[4, 6]
+    host_ip: IPAddress | None
+    proto: Proto
+    host_port: int
+    container_ip: IPAddress
+    container_port: int
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    bridge: str
+    subnet4: IPv4Network | None = None
+    subnet6: IPv6Network | None = None
+    gateway4: IPv4Address | None = None
+    gateway6: IPv6Address | None = None
+    icc: bool = True
+    masquerade: bool = True
+    internal: bool = False
+    host_binding_ipv4: IPv4Address = IPv4Address("0.0.0.0")
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    network: str
+    ipv4: IPv4Address | None = None
+    ipv6: IPv6Address | None = None
+    publish: tuple[PublishSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole nftnet config. ``user_rules`` None means "leave the user chain as it is"."""
+
+    networks: dict[str, Network] = field(default_factory=dict)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    user_rules: tuple[str, ...] | None = None

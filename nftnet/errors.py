@@ -1,0 +1,45 @@
+"""Errors that end a command, each with the exit code a script can rely on.
+
+0 ok; 1 runtime or kernel failure; 2 invalid input (the caller's config or arguments); 3 an
+unexpected bug (the traceback goes to the log, not the screen); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_INVALID = 2
+EXIT_BUG = 3
+EXIT_INTERRUPTED = 130
+
+
+class NftnetError(Exception):
+    """Base of every error nftnet reports to the user instead of a traceback."""
+
+    exit_code = EXIT_RUNTIME
+
+
+class ConfigError(NftnetError):
+    """The input is wrong; carries one message per offending field, each naming its path."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class TransactionError(NftnetError):
+    """The kernel (or libnftables) refused a batch; nothing of it was applied."""
+
+    def __init__(self, message: str, batch: str | None = None) -> None:
+        self.batch = batch
+        super().__init__(message)
+
+
+class LinkError(NftnetError):
+    """A bridge, address or sysctl could not be set up."""
+
+
+class StateError(NftnetError):
+    """The state directory could not be read, written or locked."""

@@ -1,0 +1,64 @@
+"""The only module that talks to libnftables.
+
+One ``run`` is one ``json_cmd`` call, i.e. one netlink batch that the kernel commits whole or
+not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nftables
+
+from nftnet import names
+from nftnet.errors import TransactionError
+from nftnet.nft.objects import Json
+
+
+class LibNft:
+    def __init__(self) -> None:
+        self._nft = nftables.Nftables()
+        self._nft.set_json_output(True)
+        self._nft.set_handle_output(False)
+
+    def run(self, batch: Json) -> None:
+        """Apply a batch; raise TransactionError with libnftables' message if it is refused."""
+        rc, _, err = self._nft.cmd(json.dumps(batch, separators=(",", ":")))
+        if rc != 0:
+            raise TransactionError(f"the kernel refused the batch; nothing was changed:\n{err}")
+
+    def run_text(self, commands: str) -> None:
+        """Apply nft text commands (used for user rules, which people write in nft syntax)."""
+        rc, _, err = self._nft.cmd(commands)
+        if rc != 0:
+            raise TransactionError(err.strip())
+
+    def list(self, what: str = f"table {names.FAMILY} {names.TABLE}") -> list[Json] | None:
+        """The kernel's JSON listing of ``what``; None when it does not exist."""
+        rc, out, err = self._nft.cmd(f"list {what}")
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise TransactionError(f"cannot list {what}: {err.strip()}")
+        objects: list[Json] = json.loads(out)["nftables"]
+        return objects[1:]  # drop metainfo
+
+    def list_text(self, what: str = f"table {names.FAMILY} {names.TABLE}") -> str:
+        self._nft.set_json_output(False)
+        try:
+            rc, out, err = self._nft.cmd(f"list {what}")
+        finally:
+            self._nft.set_json_output(True)
+        if rc != 0:
+            raise TransactionError(f"cannot list {what}: {err.strip()}")
+        return str(out)
+
+
+def user_chain_rules(listing: list[Json] | None) -> list[list[Any]]:
+    """The expressions of the user chain's rules in a table listing, in order."""
+    return [
+        o["rule"]["expr"]
+        for o in listing or []
+        if "rule" in o and o["rule"]["chain"] == names.USER_CHAIN
+    ]

@@ -1,0 +1,80 @@
+"""``nftnet status``: what is applied, read from the state and the kernel."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nftnet.apply import _matches, fingerprint
+from nftnet.compile.elements import mappings
+from nftnet.config.load import parse_config
+from nftnet.link import bridges
+from nftnet.nft.libnft import LibNft
+from nftnet.plan import _port
+from nftnet.state import StateDir
+
+
+def _counters(listing: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for o in listing or []:
+        rule = o.get("rule")
+        if not rule or not rule.get("comment"):
+            continue
+        for e in rule["expr"]:
+            if isinstance(e, dict) and isinstance(e.get("counter"), dict):
+                out.append({"chain": rule["chain"], "rule": rule["comment"], **e["counter"]})
+    return out
+
+
+def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, Any]:
+    """Everything status shows, as plain data (the JSON output)."""
+    with state_dir.locked():
+        state = state_dir.load()
+    if state is None:
+        return {"applied": False}
+    config = parse_config(json.dumps(state.config), "state")
+    listing = (nft or LibNft()).list()
+    networks = []
+    for net in config.networks.values():
+        seen = bridges.observe(net.bridge)
+        networks.append({
+            "name": net.name, "bridge": net.bridge,
+            "bridge_state": "up" if seen.up else ("down" if seen.exists else "missing"),
+            "subnets": [str(s) for s in (net.subnet4, net.subnet6) if s is not None],
+            "icc": net.icc, "masquerade": net.masquerade, "internal": net.internal,
+        })
+    return {
+        "applied": True,
+        "in_sync": listing is not None and _matches(state, fingerprint(listing), config),
+        "networks": networks,
+        "endpoints": [
+            {"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),
+             "ipv6": e.ipv6 and str(e.ipv6)} for e in config.endpoints.values()
+        ],
+        "ports": [_port(m) for m in mappings(config)],
+        "counters": _counters(listing),
+    }
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    if not status["applied"]:
+        return "nothing applied yet (run nftnet apply -f FILE)"
+    parts = [f"kernel in sync with the last apply: {'yes' if status['in_sync'] else 'NO'}", ""]
+    parts.append(_table([["NETWORK", "BRIDGE", "STATE", "SUBNETS", "ICC", "MASQ", "INTERNAL"]] + [
+        [n["name"], n["bridge"], n["bridge_state"], ",".join(n["subnets"]), str(n["icc"]),
+         str(n["masquerade"]), str(n["internal"])] for n in status["networks"]]))
+    if status["endpoints"]:
+        parts += ["", _table([["ENDPOINT", "NETWORK", "IPV4", "IPV6"]] + [
+            [e["name"], e["network"], e["ipv4"] or "-", e["ipv6"] or "-"]
+            for e in status["endpoints"]])]
+    if status["ports"]:
+        parts += ["", "PUBLISHED", *(f"  {p}" for p in status["ports"])]
+    parts += ["", _table([["CHAIN", "RULE", "PACKETS", "BYTES"]] + [
+        [c["chain"], c["rule"], str(c["packets"]), str(c["bytes"])] for c in status["counters"]])]
+    return "\n".join(parts)
