@@ -9,8 +9,8 @@ import click
 
 from nftnet.apply import Applier, desired
 from nftnet.config.load import load_config
-from nftnet.nft import scratch
 from nftnet.errors import StateError
+from nftnet.nft import scratch
 from nftnet.state import State, StateDir
 from nftnet.status import collect_status, format_status
 

@@ -77,7 +77,8 @@ def forward_rules(host: HostFacts) -> list[Rule]:
         for v, guard in ((4, host.guard_forward4), (6, host.guard_forward6))
         if guard
     ]
-    return out + [
+    return [
+        *out,
         _rule(c, "traffic of no nftnet bridge is not ours", *_not_ours(), E.RETURN),
         _rule(c, "user chain first (DOCKER-USER)", E.jump(N.USER_CHAIN)),
         _rule(c, "replies", E.match(E.ct("state"), ["established", "related"], "in"), E.ACCEPT),

@@ -87,7 +87,7 @@ def _endpoints(config: Config) -> Iterator[Problem]:
                 f"network {net.name} is internal: nothing on it can be published"
             )
             continue
-        for i, spec in enumerate(ep.publish):
+        for i in range(len(ep.publish)):
             yield from _publish(config, name, i, ep, net, bound)
 
 

@@ -80,7 +80,7 @@ def _section(
     col: _Collector, raw: dict[str, Any], key: str, schema: Schema
 ) -> dict[str, dict[str, Any]]:
     out = {}
-    for name, body in raw.items():
+    for name, body in (raw or {}).items():
         if not NAME.match(str(name)):
             col.add((key, str(name)), "names are letters, digits, _ . - (not starting with . - _)")
         elif not isinstance(body, dict):

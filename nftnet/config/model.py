@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Literal
+from typing import Final, Literal
 
 Proto = Literal["tcp", "udp", "sctp"]
 IPAddress = IPv4Address | IPv6Address
+ANY_IPV4: Final = IPv4Address("0.0.0.0")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Network:
     icc: bool = True
     masquerade: bool = True
     internal: bool = False
-    host_binding_ipv4: IPv4Address = IPv4Address("0.0.0.0")
+    host_binding_ipv4: IPv4Address = ANY_IPV4
     mtu: int = 1500
 
 

@@ -24,7 +24,8 @@ def _port_range(text: str, what: str) -> tuple[int, int]:
         lo = int(lo_text)
         hi = int(hi_text) if sep else lo
     except ValueError:
-        raise ValueError(f"{what} port {text!r} is not a number or a range like 9000-9002") from None
+        raise ValueError(f"{what} port {text!r} is not a number or a range like 9000-9002") \
+            from None
     for port in (lo, hi):
         if not 1 <= port <= 65535:
             raise ValueError(f"{what} port {port} is outside 1-65535")

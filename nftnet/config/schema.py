@@ -10,7 +10,15 @@ import re
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_network
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from nftnet import names
 from nftnet.config.publish import parse_publish
@@ -127,11 +135,11 @@ class EndpointSchema(Schema):
     network = fields.String(required=True)
     ipv4 = IPField(4)
     ipv6 = IPField(6)
-    publish = fields.List(PublishField(), load_default=list)
+    publish = fields.List(PublishField(), load_default=list, allow_none=True)
 
     @post_load
     def _tuple(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        data["publish"] = tuple(data["publish"])
+        data["publish"] = tuple(data["publish"] or ())
         return data
 
 
@@ -142,7 +150,7 @@ class TopSchema(Schema):
         unknown = RAISE
 
     version = fields.Integer(required=True, validate=validate.Equal(1, error="must be 1"))
-    networks = fields.Dict(keys=fields.String(), load_default=dict)
-    endpoints = fields.Dict(keys=fields.String(), load_default=dict)
+    networks = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
+    endpoints = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
     user_rules = fields.List(fields.String(), load_default=None, allow_none=False)
 

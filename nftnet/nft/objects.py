@@ -67,7 +67,8 @@ class Set:
         return "set" if self.data is None else "map"
 
     def body(self) -> Json:
-        out: Json = {"name": self.name, "type": self.type[0] if len(self.type) == 1 else list(self.type)}
+        kind = self.type[0] if len(self.type) == 1 else list(self.type)
+        out: Json = {"name": self.name, "type": kind}
         if self.data is not None:
             out["map"] = self.data
         if self.interval:

@@ -1,0 +1,5 @@
+"""``python -m nftnet``."""
+
+from nftnet.cli.main import entry
+
+entry()

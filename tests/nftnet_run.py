@@ -1,0 +1,28 @@
+"""Running the real nftnet CLI inside a test namespace, as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def nftnet(lab_or_ns: object, *args: str, state_dir: Path,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``nftnet --state-dir … ARGS`` in a namespace (a Lab means its host namespace)."""
+    ns = getattr(lab_or_ns, "host", lab_or_ns)
+    argv = ["ip", "netns", "exec", str(ns), sys.executable, "-m", "nftnet",
+            "--state-dir", str(state_dir), *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout}"
+                             f"{proc.stderr}")
+    return proc
+
+
+def write_config(tmp: Path, config: dict, name: str = "config.yaml") -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
