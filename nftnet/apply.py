@@ -21,6 +21,7 @@ from nftnet.config.model import Config
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
+from nftnet.nft.generation import generation
 from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Json
 from nftnet.plan import describe_changes
@@ -121,9 +122,10 @@ def bridge_specs(config: Config) -> list[bridges.BridgeSpec]:
 
 
 def links_in_place(config: Config) -> bool:
+    links = bridges.observe()
     for spec in bridge_specs(config):
-        seen = bridges.observe(spec.name)
-        if not seen.exists or not seen.up or not {str(a) for a in spec.addresses} <= seen.addresses:
+        seen = links.get(spec.name)
+        if seen is None or not seen.up or not {str(a) for a in spec.addresses} <= seen.addresses:
             return False
     return True
 
@@ -143,8 +145,7 @@ class Applier:
         with self.state_dir.locked():
             prev = self.state_dir.load()
             want = desired(config, prev)
-            kernel_fp = fingerprint(self.nft.list())
-            drift = prev is not None and not _matches(prev, kernel_fp, config)
+            drift = prev is not None and not self._unchanged_since(prev, config)
             in_sync = (
                 prev is not None
                 and not drift
@@ -164,6 +165,7 @@ class Applier:
                 self._undo(want, created)
                 raise
             listing = self.nft.list()
+            gen = generation()
             self.state_dir.save(State(
                 config=dump_config(config),
                 forwarding_enabled={str(v): True for v in (4, 6)
@@ -171,15 +173,20 @@ class Applier:
                 created_bridges=sorted(set(prev.created_bridges if prev else []) | set(created)),
                 batch_hash=want.batch_hash,
                 fingerprint=list(fingerprint(listing)),
+                generation=gen,
             ))
             return Result(True, ["applied:", *lines])
 
+    def _unchanged_since(self, prev: State, config: Config) -> bool:
+        """Whether nftnet's table is as the last apply left it: at once when no batch was
+        committed since, else by comparing a listing with the saved fingerprint."""
+        if prev.generation is not None and generation() == prev.generation:
+            return True
+        return _matches(prev, fingerprint(self.nft.list()), config)
+
     def _links(self, want: Desired) -> list[str]:
-        created: list[str] = []
+        created = bridges.ensure_bridges(bridge_specs(want.config))
         try:
-            for spec in bridge_specs(want.config):
-                if bridges.ensure_bridge(spec):
-                    created.append(spec.name)
             _interface_sysctls(want.config)
             for v in want.forwarding_to_enable:
                 sysctl.write(FORWARD_KEYS[v], "1")
@@ -191,8 +198,7 @@ class Applier:
     def _undo(self, want: Desired, created: list[str]) -> None:
         for v in want.forwarding_to_enable:
             sysctl.write(FORWARD_KEYS[v], "0")
-        for name in created:
-            bridges.delete_link(name)
+        bridges.delete_links(created)
 
 
 def _matches(state: State, kernel_fp: tuple[str, str], config: Config) -> bool:

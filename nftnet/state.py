@@ -34,6 +34,7 @@ class State:
     created_bridges: list[str] = field(default_factory=list)
     batch_hash: str = ""
     fingerprint: list[str] = field(default_factory=list)
+    generation: int | None = None
 
 
 class StateDir:
@@ -64,7 +65,7 @@ class StateDir:
         return State(**data)
 
     def save(self, state: State) -> None:
-        self._write(STATE_FILE, json.dumps(asdict(state), indent=1, sort_keys=True))
+        self._write(STATE_FILE, json.dumps(asdict(state), indent=1))
 
     def _write(self, name: str, text: str) -> None:
         target = self.path / name

@@ -35,11 +35,12 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
     config = parse_config(json.dumps(state.config), "state")
     listing = (nft or LibNft()).list()
     networks = []
+    links = bridges.observe()
     for net in config.networks.values():
-        seen = bridges.observe(net.bridge)
+        seen = links.get(net.bridge)
         networks.append({
             "name": net.name, "bridge": net.bridge,
-            "bridge_state": "up" if seen.up else ("down" if seen.exists else "missing"),
+            "bridge_state": "missing" if seen is None else ("up" if seen.up else "down"),
             "subnets": [str(s) for s in (net.subnet4, net.subnet6) if s is not None],
             "icc": net.icc, "masquerade": net.masquerade, "internal": net.internal,
         })

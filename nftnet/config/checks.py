@@ -16,7 +16,6 @@ Problem = tuple[tuple[str | int, ...], str]
 
 def _networks(config: Config) -> Iterator[Problem]:
     seen_bridges: dict[str, str] = {}
-    subnets: list[tuple[str, IPv4Network | IPv6Network]] = []
     for name, net in config.networks.items():
         if net.bridge in seen_bridges:
             yield ("networks", name, "bridge"), (
@@ -27,16 +26,29 @@ def _networks(config: Config) -> Iterator[Problem]:
             (net.subnet4, net.gateway4, "gateway"),
             (net.subnet6, net.gateway6, "gateway6"),
         ):
-            if subnet is None:
-                continue
-            for other_name, other in subnets:
-                if subnet.version == other.version and subnet.overlaps(other):  # type: ignore[arg-type]
-                    yield ("networks", name, "subnets"), (
-                        f"{subnet} overlaps {other} of network {other_name}"
-                    )
-            subnets.append((name, subnet))
-            if gateway is not None and (msg := _host_problem(gateway, subnet)):
+            if subnet is not None and gateway is not None and (msg := _host_problem(gateway,
+                                                                                    subnet)):
                 yield ("networks", name, key), f"gateway {gateway} {msg}"
+    yield from _overlaps(config)
+
+
+def _overlaps(config: Config) -> Iterator[Problem]:
+    """CIDRs nest or are disjoint, so sorted by start each can only overlap the widest
+    earlier one still open: O(n log n) for thousands of networks."""
+    spans = sorted(
+        (s.version, int(s.network_address), -int(s.broadcast_address), name, s)
+        for name, net in config.networks.items()
+        for s in (net.subnet4, net.subnet6)
+        if s is not None
+    )
+    open_: tuple[int, int, str, IPv4Network | IPv6Network] | None = None
+    for version, start, neg_end, name, subnet in spans:
+        if open_ and open_[0] == version and start <= open_[1]:
+            yield ("networks", name, "subnets"), (
+                f"{subnet} overlaps {open_[3]} of network {open_[2]}"
+            )
+            continue
+        open_ = (version, -neg_end, name, subnet)
 
 
 def _host_problem(addr: IPAddress, subnet: IPv4Network | IPv6Network) -> str | None:

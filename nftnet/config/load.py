@@ -5,6 +5,7 @@ Every problem is collected, not just the first, and each names its field path an
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from nftnet.config.schema import NAME, EndpointSchema, NetworkSchema, TopSchema,
 from nftnet.errors import ConfigError
 
 Path_ = tuple[str | int, ...]
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def format_path(path: Path_) -> str:
@@ -91,12 +93,32 @@ def _section(
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
-    """Validate config text; raise ConfigError listing every problem."""
+    """Validate config text; raise ConfigError listing every problem, with line numbers."""
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        # JSON is YAML too, but the json module reads a large generated config far faster.
+        data = _json_or_none(text)
+        if data is None:
+            data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as e:
         raise ConfigError([f"{source}: not valid YAML or JSON: {e}"]) from None
+    try:
+        return _validate(data, source)
+    except ConfigError:
+        pass
+    # Line numbers need the node tree: build it only to report errors.
+    return _validate(data, source, yaml.compose(text, Loader=_LOADER))
+
+
+def _json_or_none(text: str) -> Any:
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _validate(data: Any, source: str, root: yaml.Node | None = None) -> Config:
     col = _Collector(source, root)
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the config must be a mapping with version: 1"])

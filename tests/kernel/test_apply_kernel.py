@@ -1,0 +1,143 @@
+"""apply against the real kernel: atomicity, idempotence, the user chain, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.kernel.conftest import Netns
+from tests.nftnet_run import nftnet, write_config
+
+pytestmark = pytest.mark.kernel
+
+
+def config(ports: list[str] | None = None, **extra: object) -> dict:
+    return {
+        "version": 1,
+        "networks": {"front": {"bridge": "br-front", "subnets": ["172.31.1.0/24", "fd00:1::/64"]},
+                     "back": {"subnet": "172.31.2.0/24", "icc": False}},
+        "endpoints": {"web": {"network": "front", "ipv4": "172.31.1.10", "ipv6": "fd00:1::10",
+                              "publish": ports if ports is not None else ["8080:80"]}},
+        **extra,
+    }
+
+
+def apply(ns: Netns, tmp: Path, cfg: dict, check: bool = True, name: str = "c.yaml"):  # noqa: ANN201
+    return nftnet(ns, "apply", "-f", str(write_config(tmp, cfg, name)), state_dir=tmp / "state",
+                  check=check)
+
+
+def table(ns: Netns, handles: bool = False) -> list[dict]:
+    args = ["nft", "-j", *(["-a"] if handles else []), "list", "table", "inet", "nftnet"]
+    return json.loads(ns.run(*args))["nftables"][1:]
+
+
+def ruleset(ns: Netns) -> str:
+    return ns.run("nft", "list", "ruleset")
+
+
+def links(ns: Netns) -> dict[str, dict]:
+    return {link["ifname"]: link for link in json.loads(ns.run("ip", "-j", "addr"))}
+
+
+def user_rules(ns: Netns) -> list[str]:
+    text = ns.run("nft", "list", "chain", "inet", "nftnet", "user")
+    return [line.strip() for line in text.splitlines()[2:-2] if line.strip()]
+
+
+def test_apply_builds_table_bridges_and_forwarding(netns: Netns, tmp_path: Path) -> None:
+    out = apply(netns, tmp_path, config()).stdout
+    assert "+ port 0.0.0.0:8080/tcp -> 172.31.1.10:80" in out
+    chains = {o["chain"]["name"] for o in table(netns) if "chain" in o}
+    assert {"filter-forward", "nat-prerouting", "user", "published"} <= chains
+    found = links(netns)
+    addrs = {a["local"] for a in found["br-front"]["addr_info"]}
+    assert {"172.31.1.1", "fd00:1::1"} <= addrs
+    assert "UP" in found["nft-back"]["flags"]
+    assert netns.run("cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
+
+
+def test_same_config_twice_changes_nothing(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    before = table(netns, handles=True)
+    second = apply(netns, tmp_path, config())
+    assert "no changes" in second.stdout
+    assert table(netns, handles=True) == before  # same handles: nothing was rewritten
+
+
+def test_changed_config_only_changes_elements(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    out = apply(netns, tmp_path, config(["8080:80", "9000-9001:9000-9001/udp"])).stdout
+    assert "+ port 0.0.0.0:9001/udp -> 172.31.1.10:9001" in out
+    text = netns.run("nft", "list", "map", "inet", "nftnet", "pubany4-port")
+    assert "udp . 9001 : 9001" in text
+
+
+def test_rejected_batch_changes_nothing(netns: Netns, tmp_path: Path) -> None:
+    """A table the kernel cannot merge with (a set of another type) refuses the whole batch,
+    and bridges made for it are removed again."""
+    netns.run("nft", "add table inet other; add chain inet other c; add rule inet other c accept")
+    netns.run("nft", "add table inet nftnet; add set inet nftnet bridges { type ipv4_addr; }")
+    before = ruleset(netns)
+    proc = apply(netns, tmp_path, config(), check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "refused" in proc.stderr
+    assert ruleset(netns) == before
+    assert "br-front" not in links(netns)
+
+
+def test_link_failure_changes_nothing(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    before = table(netns, handles=True)
+    netns.run("ip", "link", "add", "br-taken", "type", "veth", "peer", "name", "br-taken-p")
+    cfg = config()
+    cfg["networks"]["third"] = {"bridge": "br-taken", "subnet": "172.31.3.0/24"}
+    proc = apply(netns, tmp_path, cfg, check=False)
+    assert proc.returncode == 1
+    assert "br-taken exists and is not a bridge" in proc.stderr
+    assert table(netns, handles=True) == before
+
+
+def test_bad_input_exit_2_and_nothing_applied(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    before = ruleset(netns)
+    proc = apply(netns, tmp_path, config(["8080:80", "8080:81"]), check=False)
+    assert proc.returncode == 2
+    assert "endpoints.web.publish[1]: tcp port 8080" in proc.stderr
+    bad_rule = apply(netns, tmp_path, config(user_rules=["ip saddr 1.2.3.4 dorp"]), check=False)
+    assert bad_rule.returncode == 2
+    assert "user_rules[0]" in bad_rule.stderr
+    assert ruleset(netns) == before
+
+
+def test_hand_added_user_rules_survive_apply(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    netns.run("nft", "add", "rule", "inet", "nftnet", "user", "ip", "saddr", "10.9.9.9", "drop")
+    apply(netns, tmp_path, config(["8080:80", "8443:443"]))
+    assert user_rules(netns) == ["ip saddr 10.9.9.9 drop"]
+    apply(netns, tmp_path, config(user_rules=["ip saddr 10.8.8.8 accept"]))
+    assert user_rules(netns) == ["ip saddr 10.8.8.8 accept"]
+
+
+def test_render_json_is_what_apply_sends(netns: Netns, tmp_path: Path) -> None:
+    path = write_config(tmp_path, config(user_rules=["tcp dport 22 drop"]))
+    rendered = nftnet(netns, "render", "-f", str(path), state_dir=tmp_path / "r").stdout
+    netns.run("nft", "-j", "-f", "-", input=rendered)
+    loaded = ruleset(netns)
+    netns.run("nft", "delete", "table", "inet", "nftnet")
+    nftnet(netns, "apply", "-f", str(path), state_dir=tmp_path / "a")
+    assert ruleset(netns) == loaded
+
+
+def test_status_reports_in_sync_and_counters(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    status = json.loads(nftnet(netns, "status", "-o", "json", state_dir=tmp_path / "state").stdout)
+    assert status["in_sync"] is True
+    assert [n["name"] for n in status["networks"]] == ["front", "back"]
+    assert "0.0.0.0:8080/tcp -> 172.31.1.10:80" in status["ports"]
+    assert any(c["rule"] == "icc=false" for c in status["counters"])
+    netns.run("nft", "flush", "chain", "inet", "nftnet", "published")
+    status = json.loads(nftnet(netns, "status", "-o", "json", state_dir=tmp_path / "state").stdout)
+    assert status["in_sync"] is False
