@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 import click
 
@@ -39,6 +40,9 @@ def cli(ctx: click.Context, state_dir: str) -> None:
 
 for command in (apply_cmd, plan_cmd, render_cmd, status_cmd):
     cli.add_command(command)
+# Commands of installed plugins (compat's import and export), loaded without importing them here.
+for plugin in entry_points(group="nftnet.commands"):
+    cli.add_command(plugin.load(), plugin.name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

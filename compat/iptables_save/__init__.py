@@ -1,0 +1,1 @@
+"""Docker's iptables-save layout and nftnet configs: parse it, import it, export to it."""
