@@ -36,8 +36,10 @@ def dump_config(config: Config) -> dict[str, Any]:
         "networks": {n: _network(v) for n, v in config.networks.items()},
         "endpoints": {n: _endpoint(v) for n, v in config.endpoints.items()},
     }
-    if config.user_rules is not None:
-        out["user_rules"] = list(config.user_rules)
+    written = config.user_rules_written
+    rules = written if written is not None else config.user_rules
+    if rules is not None:
+        out["user_rules"] = list(rules)
     return out
 
 

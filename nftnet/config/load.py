@@ -16,6 +16,7 @@ from marshmallow import Schema, ValidationError
 from nftnet import names
 from nftnet.config.checks import check_config
 from nftnet.config.model import Config, Endpoint, Network
+from nftnet.config.rule_languages import Entry, entry_to_nft
 from nftnet.config.schema import NAME, EndpointSchema, NetworkSchema, TopSchema, check_ifname
 from nftnet.errors import ConfigError
 
@@ -138,14 +139,28 @@ def _validate(data: Any, source: str, root: yaml.Node | None = None) -> Config:
         name: Endpoint(name=name, **body)
         for name, body in _section(col, top["endpoints"], "endpoints", EndpointSchema()).items()
     }
-    rules = top["user_rules"]
-    config = Config(networks, endpoints, None if rules is None else tuple(rules))
+    written = top["user_rules"]
+    config = Config(networks, endpoints, _user_rules(col, written),
+                    None if written is None else tuple(written))
     if not col.problems:
         for path, message in check_config(config):
             col.add(path, message)
     if col.problems:
         raise ConfigError(col.problems)
     return config
+
+
+def _user_rules(col: _Collector, entries: list[Entry] | None) -> tuple[str, ...] | None:
+    """The entries as nft text; each one that cannot be translated is a problem at its path."""
+    if entries is None:
+        return None
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            out.append(entry_to_nft(entry))
+        except ValueError as e:
+            col.add(("user_rules", i), str(e))
+    return tuple(out)
 
 
 def load_config(path: str | Path) -> Config:

@@ -63,8 +63,15 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Config:
-    """A whole nftnet config. ``user_rules`` None means "leave the user chain as it is"."""
+    """A whole nftnet config. ``user_rules`` None means "leave the user chain as it is".
+
+    ``user_rules`` is nft text; ``user_rules_written`` keeps the entries as the file had them
+    (``{iptables: ...}`` too) so that the config dumps back as written. It is not compared:
+    the same nft rules make the same config.
+    """
 
     networks: dict[str, Network] = field(default_factory=dict)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     user_rules: tuple[str, ...] | None = None
+    user_rules_written: tuple[str | dict[str, str], ...] | None = field(default=None,
+                                                                        compare=False)

@@ -143,6 +143,21 @@ class EndpointSchema(Schema):
         return data
 
 
+class UserRuleField(fields.Field):
+    """nft text, or ``{LANGUAGE: text}`` with an optional ``family`` (translated in load.py)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, dict):
+            raise ValidationError('a user rule is nft text or a mapping like {iptables: "..."}')
+        languages = [k for k in value if k != "family"]
+        if len(languages) != 1 or not all(isinstance(v, str) for v in value.values()):
+            raise ValidationError('give one language and its rule text, e.g. {iptables: '
+                                  '"-i eth0 -j DROP"} (plus family: ip6 for an IPv6 rule)')
+        return dict(value)
+
+
 class TopSchema(Schema):
     """The top level; sections are checked further by ``load.py``."""
 
@@ -152,5 +167,5 @@ class TopSchema(Schema):
     version = fields.Integer(required=True, validate=validate.Equal(1, error="must be 1"))
     networks = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
     endpoints = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
-    user_rules = fields.List(fields.String(), load_default=None, allow_none=False)
+    user_rules = fields.List(UserRuleField(), load_default=None, allow_none=False)
 
