@@ -62,10 +62,12 @@ def host_facts(config: Config, prev: State | None) -> tuple[HostFacts, list[int]
     return HostFacts(enabled.get("4", False), enabled.get("6", False)), to_enable
 
 
-def user_rules_json(config: Config, skeleton: Json) -> list[list[Any]] | None:
-    """The user rules as JSON expressions, parsed by nft itself; ConfigError names bad ones."""
+def user_rules_json(config: Config, host: HostFacts) -> list[list[Any]] | None:
+    """The user rules as JSON expressions, parsed by nft itself inside nftnet's table (so they
+    may use its sets); ConfigError names the ones nft refuses."""
     if not config.user_rules:
         return None if config.user_rules is None else []
+    skeleton = compile_config(config, host, []).to_json()
     parsed, errors = scratch.parse_user_rules(skeleton, list(config.user_rules))
     if errors:
         raise ConfigError(
@@ -77,9 +79,7 @@ def user_rules_json(config: Config, skeleton: Json) -> list[list[Any]] | None:
 
 def desired(config: Config, prev: State | None) -> Desired:
     host, to_enable = host_facts(config, prev)
-    skeleton = compile_config(config, host, []).to_json()
-    tx = compile_config(config, host, user_rules_json(config, skeleton))
-    batch = tx.to_json()
+    batch = compile_config(config, host, user_rules_json(config, host)).to_json()
     digest = hashlib.sha256(json.dumps(batch, sort_keys=True).encode()).hexdigest()
     return Desired(config, host, batch, digest, to_enable)
 

@@ -65,7 +65,7 @@ class StateDir:
         return State(**data)
 
     def save(self, state: State) -> None:
-        self._write(STATE_FILE, json.dumps(asdict(state), indent=1))
+        self._write(STATE_FILE, json.dumps(asdict(state), separators=(",", ":")))
 
     def _write(self, name: str, text: str) -> None:
         target = self.path / name

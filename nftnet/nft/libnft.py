@@ -7,6 +7,7 @@ not at all.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import nftables
@@ -14,6 +15,10 @@ import nftables
 from nftnet import names
 from nftnet.errors import TransactionError
 from nftnet.nft.objects import Json
+
+# A rule line of `nft -a list chain`: two tabs, the rule, then its handle (the last one: a
+# comment may contain "# handle").
+_RULE_LINE = re.compile(r"^\t\t(.*) # handle (\d+)$", re.MULTILINE)
 
 
 class LibNft:
@@ -53,6 +58,22 @@ class LibNft:
         if rc != 0:
             raise TransactionError(f"cannot list {what}: {err.strip()}")
         return str(out)
+
+    def chain_rules_text(self, chain: str) -> list[tuple[int, str]] | None:
+        """(handle, rule in nft syntax) for each rule of ``chain`` in nftnet's table, in order;
+        None when the chain (or the table) does not exist."""
+        self._nft.set_json_output(False)
+        self._nft.set_handle_output(True)
+        try:
+            rc, out, err = self._nft.cmd(f"list chain {names.FAMILY} {names.TABLE} {chain}")
+        finally:
+            self._nft.set_json_output(True)
+            self._nft.set_handle_output(False)
+        if rc != 0:
+            if "No such file or directory" in err:
+                return None
+            raise TransactionError(f"cannot list chain {chain}: {err.strip()}")
+        return [(int(handle), rule) for rule, handle in _RULE_LINE.findall(out)]
 
 
 def user_chain_rules(listing: list[Json] | None) -> list[list[Any]]:

@@ -24,7 +24,7 @@ def config(ports: list[str] | None = None, **extra: object) -> dict:
     }
 
 
-def apply(ns: Netns, tmp: Path, cfg: dict, check: bool = True, name: str = "c.yaml"):  # noqa: ANN201
+def apply(ns: Netns, tmp: Path, cfg: dict, check: bool = True, name: str = "c.yaml"):
     return nftnet(ns, "apply", "-f", str(write_config(tmp, cfg, name)), state_dir=tmp / "state",
                   check=check)
 
