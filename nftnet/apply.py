@@ -18,16 +18,19 @@ from nftnet.compile import HostFacts, compile_config
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
+from nftnet.config.publish import expand
+from nftnet.effective import after_apply, merge, port_key, wildcard_key
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
 from nftnet.nft.generation import generation
-from nftnet.nft.libnft import LibNft
+from nftnet.nft.libnft import LibNft, user_chain_rules
 from nftnet.nft.objects import Json
 from nftnet.plan import describe_changes
-from nftnet.state import State, StateDir
+from nftnet.state import State, StateDir, empty_runtime
 
 FORWARD_KEYS = {4: sysctl.IP_FORWARD, 6: sysctl.IP6_FORWARD}
+USER_CHAIN_SPEC = f"chain {names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
 
 
 @dataclass
@@ -136,46 +139,82 @@ class Result:
     lines: list[str]
 
 
+def effective_config(declared: dict[str, Any], runtime: dict[str, Any]) -> Config:
+    """The config the kernel should hold: the declared file plus runtime changes."""
+    return parse_config(json.dumps(merge(declared, runtime)), "config + runtime changes")
+
+
+def port_index(config: Config) -> dict[str, str]:
+    """Who holds each host binding, for runtime commands' clash checks without a re-parse."""
+    index: dict[str, str] = {}
+    for ep in config.endpoints.values():
+        for spec in ep.publish:
+            for m in expand(spec, ep, config.networks[ep.network]):
+                index[port_key(m)] = index[f"any|{wildcard_key(m)}"] = (
+                    f"endpoint {ep.name} ({spec.text})"
+                )
+    return index
+
+
 class Applier:
+    """Full applies: ``apply -f``, and completing or healing after runtime changes."""
+
     def __init__(self, state_dir: StateDir, nft: LibNft | None = None) -> None:
         self.state_dir = state_dir
         self.nft = nft or LibNft()
 
-    def apply(self, config: Config, dry_run: bool = False) -> Result:
+    def apply(self, declared: Config, dry_run: bool = False) -> Result:
         with self.state_dir.locked():
+            self.recover()
             prev = self.state_dir.load()
+            declared_raw = dump_config(declared)
+            runtime = after_apply(prev.runtime, declared_raw) if prev else empty_runtime()
+            has_runtime = any(runtime.values())
+            config = effective_config(declared_raw, runtime) if has_runtime else declared
             want = desired(config, prev)
             drift = prev is not None and not self._unchanged_since(prev, config)
-            in_sync = (
-                prev is not None
-                and not drift
-                and prev.batch_hash == want.batch_hash
-                and links_in_place(config)
-            )
-            if in_sync:
+            if (prev is not None and not drift and prev.batch_hash == want.batch_hash
+                    and links_in_place(config)):
                 return Result(False, ["no changes: the kernel already matches the config"])
-            prev_config = parse_config(json.dumps(prev.config), "state") if prev else None
-            lines = describe_changes(prev_config, config, kernel_drift=drift)
+            old = effective_config(prev.config, prev.runtime) if prev else None
+            lines = describe_changes(old, config, kernel_drift=drift)
             if dry_run:
                 return Result(True, ["dry run, nothing applied; would change:", *lines])
-            created = self._links(want)
-            try:
-                self.nft.run(want.batch)
-            except NftnetError:
-                self._undo(want, created)
-                raise
-            listing = self.nft.list()
-            gen = generation()
-            self.state_dir.save(State(
-                config=dump_config(config),
-                forwarding_enabled={str(v): True for v in (4, 6)
-                                    if getattr(want.host, f"guard_forward{v}")},
-                created_bridges=sorted(set(prev.created_bridges if prev else []) | set(created)),
-                batch_hash=want.batch_hash,
-                fingerprint=list(fingerprint(listing)),
-                generation=gen,
-            ))
+            self.converge(want, prev, State(config=declared_raw, runtime=runtime))
             return Result(True, ["applied:", *lines])
+
+    def converge(self, want: Desired, prev: State | None, base: State) -> State:
+        """Make links and the whole table match ``want``; save ``base`` completed as the
+        state. Links made here are undone if the kernel refuses the batch."""
+        user_chain = user_chain_rules(self.nft.list(USER_CHAIN_SPEC))
+        created = self._links(want)
+        try:
+            self.nft.run(want.batch)
+        except NftnetError:
+            self._undo(want, created)
+            raise
+        base.forwarding_enabled = {str(v): True for v in (4, 6)
+                                   if getattr(want.host, f"guard_forward{v}")}
+        base.created_bridges = sorted(set(prev.created_bridges if prev else []) | set(created))
+        base.batch_hash = want.batch_hash
+        base.fingerprint = list(fingerprint(self.nft.list()))
+        base.generation = generation()
+        base.ports = port_index(want.config)
+        base.user_chain = user_chain if want.config.user_rules is None else None
+        self.state_dir.save(base)
+        self.state_dir.abort()
+        return base
+
+    def recover(self) -> bool:
+        """Complete a change a killed nftnet left pending: the kernel and the state end up
+        holding it. Call with the lock held; True if there was one."""
+        pending = self.state_dir.pending()
+        if pending is None:
+            return False
+        prev = self.state_dir.load()
+        config = effective_config(pending.config, pending.runtime)
+        self.converge(desired(config, prev), prev, pending)
+        return True
 
     def _unchanged_since(self, prev: State, config: Config) -> bool:
         """Whether nftnet's table is as the last apply left it: at once when no batch was
@@ -203,8 +242,10 @@ class Applier:
 
 def _matches(state: State, kernel_fp: tuple[str, str], config: Config) -> bool:
     """Whether the kernel still holds what nftnet last applied (the user chain only counts
-    when the config manages it)."""
-    ours, user = state.fingerprint or ("", "")
+    when the config manages it). A runtime change leaves no fingerprint: no match."""
+    if not state.fingerprint:
+        return False
+    ours, user = state.fingerprint
     return kernel_fp[0] == ours and (config.user_rules is None or kernel_fp[1] == user)
 
 

@@ -43,7 +43,8 @@ def describe_changes(old: Config | None, new: Config, kernel_drift: bool = False
     if old is None:
         out.append(f"+ table {names.FAMILY} {names.TABLE}")
     elif kernel_drift:
-        out.append("! the kernel no longer holds what nftnet last applied: it is rewritten")
+        out.append("! the kernel changed since nftnet's last full apply: nftnet's table is "
+                   "rewritten")
     out += _diff("network", base.networks, new.networks)
     out += _diff("endpoint", base.endpoints, new.endpoints)
     before, after = set(mappings(base)), set(mappings(new))

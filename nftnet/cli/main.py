@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 import click
 
 from nftnet.cli.commands import apply_cmd, plan_cmd, render_cmd, status_cmd
+from nftnet.cli.runtime_cmds import endpoint_group, network_group, port_group
 from nftnet.errors import EXIT_BUG, EXIT_INTERRUPTED, NftnetError
 from nftnet.state import DEFAULT_DIR, StateDir
 
@@ -38,7 +39,8 @@ def cli(ctx: click.Context, state_dir: str) -> None:
     ctx.obj = StateDir(state_dir)
 
 
-for command in (apply_cmd, plan_cmd, render_cmd, status_cmd):
+for command in (apply_cmd, plan_cmd, render_cmd, status_cmd, endpoint_group, port_group,
+                network_group):
     cli.add_command(command)
 # Commands of installed plugins (compat's import and export), loaded without importing them here.
 for plugin in entry_points(group="nftnet.commands"):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from nftnet import names as N
 from nftnet.compile import expr as E
-from nftnet.config.model import Config, PortMapping
+from nftnet.config.model import Config, Network, PortMapping
 from nftnet.config.publish import expand
 
 Elements = dict[str, list[Any]]
@@ -27,8 +28,9 @@ def sort_key(m: PortMapping) -> tuple[int, str, str, int]:
     return m.family, str(m.host_ip), m.proto, m.host_port
 
 
-def _network_elements(config: Config, out: Elements) -> None:
-    for net in config.networks.values():
+def network_elements(networks: Iterable[Network], out: Elements) -> None:
+    """Add the elements that stand for ``networks``."""
+    for net in networks:
         out[N.BRIDGES].append(net.bridge)
         if net.internal:
             out[N.INTERNAL].append(net.bridge)
@@ -42,8 +44,9 @@ def _network_elements(config: Config, out: Elements) -> None:
                 out[N.MASQUERADE.format(v=v)].append(E.prefix(subnet))
 
 
-def _port_elements(config: Config, out: Elements) -> None:
-    for m in mappings(config):
+def port_elements(maps: Iterable[PortMapping], out: Elements) -> None:
+    """Add the map elements that publish ``maps``."""
+    for m in maps:
         if m.host_ip is None:
             key = E.concat_value(m.proto, m.host_port)
             addr_map, port_map = N.PUBANY_ADDR, N.PUBANY_PORT
@@ -57,6 +60,6 @@ def _port_elements(config: Config, out: Elements) -> None:
 def elements(config: Config) -> Elements:
     """Elements per set or map name; sets with nothing in them are absent."""
     out: Elements = defaultdict(list)
-    _network_elements(config, out)
-    _port_elements(config, out)
+    network_elements(config.networks.values(), out)
+    port_elements(mappings(config), out)
     return dict(out)

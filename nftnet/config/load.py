@@ -171,3 +171,17 @@ def load_config(path: str | Path) -> Config:
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
     return parse_config(text, str(path))
+
+
+def load_entry(kind: str, name: str, data: dict[str, Any]) -> Network | Endpoint:
+    """One network or endpoint (``kind`` "networks" or "endpoints") validated on its own,
+    for runtime commands that must not re-validate the whole config."""
+    col = _Collector("runtime", None)
+    body = _section(col, {name: data}, kind, NetworkSchema() if kind == "networks"
+                    else EndpointSchema()).get(name)
+    if body is None:
+        raise ConfigError(col.problems)
+    if kind == "networks":
+        body.setdefault("bridge", f"{names.DEFAULT_BRIDGE_PREFIX}{name}")
+        return Network(name=name, **body)
+    return Endpoint(name=name, **body)

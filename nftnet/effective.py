@@ -1,0 +1,62 @@
+"""The effective config: what `apply -f` declared, plus what runtime commands changed.
+
+Rules, documented in the README ("Runtime changes and apply"):
+- runtime networks, runtime endpoints and ports published at runtime survive `apply -f`;
+- `apply -f` makes everything its file declares true again, so a declared port unpublished
+  at runtime comes back;
+- a file that declares a name already taken at runtime is refused (exit 2).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from nftnet.config.model import PortMapping
+from nftnet.errors import ConfigError
+
+RUNTIME_ONLY_KEYS = ("netns", "ifname", "host_ifname")
+
+
+def merge(declared: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """The effective config (file format) of a declared config and the runtime changes."""
+    out = copy.deepcopy(declared)
+    networks = out.setdefault("networks", {}) or {}
+    endpoints = out.setdefault("endpoints", {}) or {}
+    out["networks"], out["endpoints"] = networks, endpoints
+    clashes = [f"networks.{n}: network {n} was created at runtime (nftnet network rm it first)"
+               for n in runtime["networks"] if n in networks]
+    clashes += [f"endpoints.{n}: endpoint {n} was attached at runtime (nftnet endpoint detach "
+                "it first)" for n in runtime["endpoints"] if n in endpoints]
+    if clashes:
+        raise ConfigError(clashes)
+    networks.update(runtime["networks"])
+    for name, ep in runtime["endpoints"].items():
+        endpoints[name] = {k: v for k, v in ep.items() if k not in RUNTIME_ONLY_KEYS}
+    for name, specs in runtime["publish"].items():
+        if name in endpoints:
+            endpoints[name]["publish"] = [*(endpoints[name].get("publish") or []), *specs]
+    for name, specs in runtime["unpublish"].items():
+        if name in endpoints:
+            endpoints[name]["publish"] = [p for p in endpoints[name].get("publish") or []
+                                          if p not in specs]
+    return out
+
+
+def after_apply(runtime: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
+    """Runtime changes as they stand once a new file is applied: unpublishing of declared
+    ports is forgotten, and ports published on endpoints the file dropped go with them."""
+    kept = copy.deepcopy(runtime)
+    kept["unpublish"] = {}
+    names = set(declared.get("endpoints") or {}) | set(kept["endpoints"])
+    kept["publish"] = {k: v for k, v in kept["publish"].items() if k in names}
+    return kept
+
+
+def port_key(m: PortMapping) -> str:
+    """One host binding: family, host address ("*" for all), protocol, port."""
+    return f"{m.family}|{m.host_ip if m.host_ip is not None else '*'}|{m.proto}|{m.host_port}"
+
+
+def wildcard_key(m: PortMapping) -> str:
+    return f"{m.family}|*|{m.proto}|{m.host_port}"

@@ -1,0 +1,322 @@
+"""Runtime changes: attach and detach endpoints, publish and unpublish ports, one at a time.
+
+Each change touches only map elements and that endpoint's links, in one transaction, whatever
+else is applied. The state is read raw and indexed (``State.ports``) so that a change costs
+the same with 10 or 20,000 ports. Journal: the next state is written first, the kernel
+changed, then the state committed; a crash in between is completed by the next command.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_interface
+from typing import Any
+
+from nftnet.apply import Applier, desired, effective_config
+from nftnet.compile.elements import port_elements
+from nftnet.config.load import load_entry
+from nftnet.config.model import Endpoint, IPAddress, Network, PortMapping, PublishSpec
+from nftnet.config.publish import expand, parse_publish
+from nftnet.effective import port_key, wildcard_key
+from nftnet.errors import ConfigError, NftnetError
+from nftnet.link import bridges, veth
+from nftnet.nft.generation import generation
+from nftnet.nft.objects import Elements
+from nftnet.nft.transaction import Transaction
+from nftnet.state import State, StateDir
+
+
+class Runtime:
+    def __init__(self, state_dir: StateDir, applier: Applier | None = None) -> None:
+        self.state_dir = state_dir
+        self.applier = applier or Applier(state_dir)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def state(self) -> State:
+        state = self.state_dir.load()
+        if state is None:
+            raise NftnetError("nothing applied yet: run nftnet apply -f FILE first")
+        return state
+
+    def entry(self, state: State, kind: str, name: str) -> tuple[dict[str, Any], bool]:
+        """The raw entry and whether it was made at runtime; ConfigError if there is none."""
+        if name in state.runtime[kind]:
+            return state.runtime[kind][name], True
+        declared = state.config.get(kind) or {}
+        if name in declared:
+            return declared[name], False
+        raise ConfigError([f"no {kind[:-1]} {name!r}"])
+
+    def endpoint(self, state: State, name: str) -> tuple[Endpoint, Network]:
+        raw, _ = self.entry(state, "endpoints", name)
+        net_raw, _ = self.entry(state, "networks", raw["network"])
+        ep = load_entry("endpoints", name, _published(state, name, raw))
+        net = load_entry("networks", raw["network"], net_raw)
+        assert isinstance(ep, Endpoint) and isinstance(net, Network)
+        return ep, net
+
+    # -- ports -----------------------------------------------------------------------------
+
+    def publish(self, name: str, texts: list[str]) -> list[str]:
+        """Publish ports of endpoint ``name``; ConfigError names a clash and its holder."""
+        def change(state: State) -> tuple[Transaction, list[str]]:
+            ep, net = self.endpoint(state, name)
+            maps = _claim(state, ep, net, [_spec(t, i) for i, t in enumerate(texts)])
+            raw, is_runtime = self.entry(state, "endpoints", name)
+            target = raw.setdefault("publish", []) if is_runtime else \
+                state.runtime["publish"].setdefault(name, [])
+            for text in texts:
+                _discard(state.runtime["unpublish"].get(name, []), text)
+                target.append(text)
+            return _elements_tx(maps, "add"), [f"+ port {m}" for m in _show(maps)]
+        return self._change(change)
+
+    def unpublish(self, name: str, texts: list[str]) -> list[str]:
+        def change(state: State) -> tuple[Transaction, list[str]]:
+            ep, net = self.endpoint(state, name)
+            raw, is_runtime = self.entry(state, "endpoints", name)
+            maps: list[PortMapping] = []
+            for i, text in enumerate(texts):
+                spec = _spec(text, i)
+                held = next((p for p in ep.publish if _same(p, spec)), None)
+                if held is None:
+                    raise ConfigError([f"publish[{i}]: endpoint {name} does not publish {text}"])
+                maps += _release(state, expand(held, ep, net))
+                runtime_list = raw.get("publish", []) if is_runtime else \
+                    state.runtime["publish"].get(name, [])
+                if not _discard(runtime_list, held.text):
+                    state.runtime["unpublish"].setdefault(name, []).append(held.text)
+            return _elements_tx(maps, "delete"), [f"- port {m}" for m in _show(maps)]
+        return self._change(change)
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def attach(self, name: str, network: str, netns: str, ipv4: str, ipv6: str | None,
+               publish: list[str], ifname: str) -> list[str]:
+        made: list[veth.VethSpec] = []
+
+        def change(state: State) -> tuple[Transaction, list[str]]:
+            if name in state.runtime["endpoints"] or name in (state.config.get("endpoints")
+                                                              or {}):
+                raise ConfigError([f"endpoint {name!r} exists already"])
+            net_raw, _ = self.entry(state, "networks", network)
+            net = load_entry("networks", network, net_raw)
+            assert isinstance(net, Network)
+            raw = {"network": network, **_addresses(state, net, ipv4, ipv6), "publish": publish}
+            ep = load_entry("endpoints", name, raw)
+            assert isinstance(ep, Endpoint)
+            maps = _claim(state, ep, net, list(ep.publish))
+            spec = _veth_spec(name, net, ep, netns, ifname)
+            state.runtime["endpoints"][name] = {**raw, "netns": netns, "ifname": ifname,
+                                                "host_ifname": spec.host_ifname}
+            veth.attach(spec)
+            made.append(spec)
+            lines = [f"+ endpoint {name} on {network}: "
+                     + " ".join(str(a) for a in spec.addresses)]
+            return _elements_tx(maps, "add"), lines + [f"+ port {m}" for m in _show(maps)]
+
+        try:
+            return self._change(change)
+        except NftnetError:
+            for spec in made:
+                veth.detach(spec.host_ifname)
+            raise
+
+    def detach(self, name: str) -> list[str]:
+        def change(state: State) -> tuple[Transaction, list[str]]:
+            raw, is_runtime = self.entry(state, "endpoints", name)
+            if not is_runtime:
+                raise ConfigError([f"endpoint {name} is declared in the config file; remove it "
+                                   "there and apply"])
+            ep, net = self.endpoint(state, name)
+            maps = _release(state, [m for spec in ep.publish for m in expand(spec, ep, net)])
+            del state.runtime["endpoints"][name]
+            state.runtime["publish"].pop(name, None)
+            veth.detach(raw["host_ifname"])
+            return _elements_tx(maps, "delete"), [f"- endpoint {name}"]
+        return self._change(change)
+
+    # -- networks (rare: a full apply, so bridges, sysctls and sets all follow) -----------
+
+    def create_network(self, name: str, raw: dict[str, Any]) -> list[str]:
+        with self.state_dir.locked():
+            self.applier.recover()
+            prev = self.state_dir.load()
+            state = copy.deepcopy(prev) if prev else State(config={"version": 1})
+            if name in state.runtime["networks"] or name in (state.config.get("networks") or {}):
+                raise ConfigError([f"network {name!r} exists already"])
+            state.runtime["networks"][name] = raw
+            self._converge(state, prev)
+            return [f"+ network {name}"]
+
+    def remove_network(self, name: str, force: bool) -> list[str]:
+        with self.state_dir.locked():
+            self.applier.recover()
+            prev = self.state()
+            state = copy.deepcopy(prev)
+            _, is_runtime = self.entry(state, "networks", name)
+            if not is_runtime:
+                raise ConfigError([f"network {name} is declared in the config file; remove it "
+                                   "there and apply"])
+            users = sorted(n for src in (state.config.get("endpoints") or {},
+                                         state.runtime["endpoints"])
+                           for n, e in src.items() if e.get("network") == name)
+            declared_users = [u for u in users if u not in state.runtime["endpoints"]]
+            if declared_users or (users and not force):
+                raise NftnetError(f"network {name} still has endpoints: {', '.join(users)} "
+                                  "(detach them, or --force to detach runtime ones)")
+            lines = []
+            for user in users:
+                veth.detach(state.runtime["endpoints"].pop(user)["host_ifname"])
+                state.runtime["publish"].pop(user, None)
+                lines.append(f"- endpoint {user}")
+            bridge = self.entry(state, "networks", name)[0].get("bridge") or f"nft-{name}"
+            del state.runtime["networks"][name]
+            self._converge(state, prev)
+            if bridge in state.created_bridges:
+                bridges.delete_links([bridge])
+                state.created_bridges.remove(bridge)
+                self.state_dir.save(state)
+            return [*lines, f"- network {name}"]
+
+    def _converge(self, state: State, prev: State | None) -> None:
+        config = effective_config(state.config, state.runtime)
+        self.applier.converge(desired(config, prev), prev, state)
+
+    # -- the journal -----------------------------------------------------------------------
+
+    def _change(self, change: Callable[[State], tuple[Transaction, list[str]]]) -> list[str]:
+        """Apply one small change under the lock, through the journal; heal first if needed."""
+        with self.state_dir.locked():
+            self.applier.recover()
+            state = self.state()
+            fresh = state.generation is not None and generation() == state.generation
+            tx, lines = change(state)
+            state.fingerprint = []
+            self.state_dir.begin(state)
+            try:
+                if fresh:
+                    self.applier.nft.run(tx.to_json())
+                    self.state_dir.commit()
+                    self.state_dir.save_generation(generation())
+                else:  # the kernel changed behind nftnet's back: rewrite the whole table
+                    self.applier.recover()
+            except NftnetError:
+                self.state_dir.abort()
+                raise
+            return lines
+
+
+def _spec(text: str, index: int) -> PublishSpec:
+    try:
+        return parse_publish(text)
+    except ValueError as e:
+        raise ConfigError([f"publish[{index}]: {e}"]) from None
+
+
+def _same(a: PublishSpec, b: PublishSpec) -> bool:
+    return (a.host_ip, a.host_ports, a.container_ports, a.proto) == (
+        b.host_ip, b.host_ports, b.container_ports, b.proto)
+
+
+def _discard(items: list[str], text: str) -> bool:
+    if text in items:
+        items.remove(text)
+        return True
+    return False
+
+
+def _published(state: State, name: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The endpoint entry with its effective publish list (declared, plus and minus runtime)."""
+    gone = state.runtime["unpublish"].get(name, [])
+    publish = [p for p in raw.get("publish") or [] if p not in gone]
+    publish += state.runtime["publish"].get(name, [])
+    return {k: v for k, v in raw.items() if k not in ("netns", "ifname", "host_ifname")} | {
+        "publish": publish}
+
+
+def _claim(state: State, ep: Endpoint, net: Network, specs: list[PublishSpec]
+           ) -> list[PortMapping]:
+    """Expand ``specs`` and record them in the port index; ConfigError on a clash."""
+    maps: list[PortMapping] = []
+    for i, spec in enumerate(specs):
+        try:
+            expanded = expand(spec, ep, net)
+        except ValueError as e:
+            raise ConfigError([f"publish[{i}]: {e}"]) from None
+        for m in expanded:
+            key, any_key = port_key(m), f"any|{wildcard_key(m)}"
+            holder = state.ports.get(any_key) if m.host_ip is None else (
+                state.ports.get(key) or state.ports.get(wildcard_key(m)))
+            if holder:
+                raise ConfigError([f"publish[{i}]: {m.proto} port {m.host_port} is already "
+                                   f"published by {holder}"])
+            state.ports[key] = state.ports[any_key] = f"endpoint {ep.name} ({spec.text})"
+        maps += expanded
+    return maps
+
+
+def _release(state: State, maps: list[PortMapping]) -> list[PortMapping]:
+    """Free the host bindings of ``maps`` in the port index."""
+    for m in maps:
+        state.ports.pop(port_key(m), None)
+        state.ports.pop(f"any|{wildcard_key(m)}", None)
+    return maps
+
+
+def _elements_tx(maps: list[PortMapping], verb: str) -> Transaction:
+    out: dict[str, list[Any]] = defaultdict(list)
+    port_elements(maps, out)
+    tx = Transaction()
+    for set_name, items in sorted(out.items()):
+        (tx.add if verb == "add" else tx.delete)(Elements(set_name, tuple(items)))
+    return tx
+
+
+def _show(maps: list[PortMapping]) -> list[str]:
+    from nftnet.plan import _port
+
+    return [_port(m) for m in maps]
+
+
+def _used(state: State, network: str) -> set[IPAddress]:
+    used: set[IPAddress] = set()
+    for source in (state.config.get("endpoints") or {}, state.runtime["endpoints"]):
+        for ep in source.values():
+            if ep.get("network") == network:
+                used |= {ip_address(ep[k]) for k in ("ipv4", "ipv6") if ep.get(k)}
+    return used
+
+
+def _allocate(subnet: IPv4Network | IPv6Network, taken: set[IPAddress]) -> IPAddress:
+    for host in subnet.hosts():
+        if host not in taken:
+            return host
+    raise NftnetError(f"no free address left in {subnet}")
+
+
+def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None) -> dict[str, str]:
+    """Requested or allocated addresses: "auto" takes the lowest free host address,
+    never the gateway and never one in use."""
+    taken = _used(state, net.name) | {a for a in (net.gateway4, net.gateway6) if a}
+    out = {}
+    for key, value, subnet in (("ipv4", ipv4, net.subnet4), ("ipv6", ipv6, net.subnet6)):
+        if value == "auto" and subnet is not None:
+            out[key] = str(_allocate(subnet, taken))
+        elif value not in (None, "auto"):
+            out[key] = value
+    return out
+
+
+def _veth_spec(name: str, net: Network, ep: Endpoint, netns: str, ifname: str
+               ) -> veth.VethSpec:
+    addrs = tuple(ip_interface(f"{a}/{s.prefixlen}") for a, s in ((ep.ipv4, net.subnet4),
+                  (ep.ipv6, net.subnet6)) if a is not None and s is not None)
+    gateways = tuple(str(g) for g, a in ((net.gateway4, ep.ipv4), (net.gateway6, ep.ipv6))
+                     if g is not None and a is not None)
+    host = "nv" + hashlib.sha256(name.encode()).hexdigest()[:11]
+    return veth.VethSpec(net.bridge, host, netns, ifname, net.mtu, addrs, gateways)
