@@ -17,6 +17,7 @@ from typing import Any
 
 from nftnet.apply import Applier, desired, effective_config
 from nftnet.compile.elements import port_elements
+from nftnet.config.checks import host_problem
 from nftnet.config.load import load_entry
 from nftnet.config.model import Endpoint, IPAddress, Network, PortMapping, PublishSpec
 from nftnet.config.publish import expand, parse_publish
@@ -300,14 +301,23 @@ def _allocate(subnet: IPv4Network | IPv6Network, taken: set[IPAddress]) -> IPAdd
 
 
 def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None) -> dict[str, str]:
-    """Requested or allocated addresses: "auto" takes the lowest free host address,
-    never the gateway and never one in use."""
+    """Requested or allocated addresses: "auto" takes the lowest free host address, never
+    the gateway and never one in use; a requested one must be free and a host of the subnet."""
     taken = _used(state, net.name) | {a for a in (net.gateway4, net.gateway6) if a}
     out = {}
     for key, value, subnet in (("ipv4", ipv4, net.subnet4), ("ipv6", ipv6, net.subnet6)):
         if value == "auto" and subnet is not None:
             out[key] = str(_allocate(subnet, taken))
         elif value not in (None, "auto"):
+            try:
+                addr = ip_address(value)
+            except ValueError:
+                raise ConfigError([f"{key}: {value!r} is not an IP address"]) from None
+            problem = ("is already in use" if addr in taken else
+                       f"is not in network {net.name}" if subnet is None or
+                       addr.version != subnet.version else host_problem(addr, subnet))
+            if problem:
+                raise ConfigError([f"{key}: {addr} {problem}"])
             out[key] = value
     return out
 

@@ -310,6 +310,12 @@ class Lab:
 
     # -- topology ----------------------------------------------------------------------------
 
+    def empty_netns(self, name: str) -> str:
+        """A bare namespace (lo up, nothing else) for a container that nftnet attaches."""
+        ns = f"{self.prefix}-c-{_slug(name)}"
+        self._add_netns(ns)
+        return ns
+
     def _add_netns(self, ns: str) -> None:
         """Create ns (registered for cleanup before anything can fail) with lo up and no DAD.
 

@@ -26,7 +26,7 @@ def _networks(config: Config) -> Iterator[Problem]:
             (net.subnet4, net.gateway4, "gateway"),
             (net.subnet6, net.gateway6, "gateway6"),
         ):
-            if subnet is not None and gateway is not None and (msg := _host_problem(gateway,
+            if subnet is not None and gateway is not None and (msg := host_problem(gateway,
                                                                                     subnet)):
                 yield ("networks", name, key), f"gateway {gateway} {msg}"
     yield from _overlaps(config)
@@ -51,7 +51,7 @@ def _overlaps(config: Config) -> Iterator[Problem]:
         open_ = (version, -neg_end, name, subnet)
 
 
-def _host_problem(addr: IPAddress, subnet: IPv4Network | IPv6Network) -> str | None:
+def host_problem(addr: IPAddress, subnet: IPv4Network | IPv6Network) -> str | None:
     """Why ``addr`` cannot be a host address in ``subnet``, or None."""
     if addr not in subnet:
         return f"is outside the subnet {subnet}"
@@ -73,7 +73,7 @@ def _endpoint_addresses(name: str, ep: Endpoint, net: Network) -> Iterator[Probl
             continue
         if subnet is None:
             yield ("endpoints", name, key), f"network {net.name} has no {key} subnet"
-        elif msg := _host_problem(addr, subnet):
+        elif msg := host_problem(addr, subnet):
             yield ("endpoints", name, key), f"{addr} {msg} of network {net.name}"
         elif addr == gateway:
             yield ("endpoints", name, key), f"{addr} is the gateway of network {net.name}"
