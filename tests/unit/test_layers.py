@@ -1,0 +1,41 @@
+"""Functional core, imperative shell: the pure layers import nothing that touches the host."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PURE = ["nftnet/compile", "nftnet/config", "nftnet/nft/objects.py", "nftnet/nft/transaction.py",
+        "nftnet/plan.py", "nftnet/effective.py"]
+FORBIDDEN = {"nftables", "pyroute2", "subprocess", "os", "socket"}
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("target", PURE)
+def test_pure_layers_do_no_io(target: str) -> None:
+    path = ROOT / target
+    for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
+        assert not imports(file) & FORBIDDEN, file
+
+
+def test_only_libnft_imports_nftables() -> None:
+    users = [p.relative_to(ROOT).as_posix() for p in (ROOT / "nftnet").rglob("*.py")
+             if "nftables" in imports(p)]
+    assert users == ["nftnet/nft/libnft.py"]
+
+
+def test_nftnet_never_imports_compat() -> None:
+    assert not [p for p in (ROOT / "nftnet").rglob("*.py") if "compat" in imports(p)]
