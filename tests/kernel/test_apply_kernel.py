@@ -141,3 +141,25 @@ def test_status_reports_in_sync_and_counters(netns: Netns, tmp_path: Path) -> No
     netns.run("nft", "flush", "chain", "inet", "nftnet", "published")
     status = json.loads(nftnet(netns, "status", "-o", "json", state_dir=tmp_path / "state").stdout)
     assert status["in_sync"] is False
+
+
+def test_existing_bridge_is_adopted_not_replaced(netns: Netns, tmp_path: Path) -> None:
+    netns.run("ip", "link", "add", "br-front", "type", "bridge")
+    netns.run("ip", "addr", "add", "10.77.0.1/24", "dev", "br-front")
+    apply(netns, tmp_path, config())
+    addrs = {a["local"] for a in links(netns)["br-front"]["addr_info"]}
+    assert {"10.77.0.1", "172.31.1.1", "fd00:1::1"} <= addrs
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["created_bridges"] == ["nft-back"]
+
+
+def test_plan_shows_changes_and_changes_nothing(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    before = ruleset(netns)
+    path = write_config(tmp_path, config(["8080:80", "7070:7070/sctp"]), "next.yaml")
+    out = nftnet(netns, "plan", "-f", str(path), state_dir=tmp_path / "state").stdout
+    assert "+ port 0.0.0.0:7070/sctp -> 172.31.1.10:7070" in out
+    assert ruleset(netns) == before
+    apply(netns, tmp_path, config(["8080:80", "7070:7070/sctp"]))
+    assert "sctp . 7070 : 7070" in netns.run("nft", "list", "map", "inet", "nftnet",
+                                             "pubany4-port")
