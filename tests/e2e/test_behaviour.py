@@ -74,22 +74,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         pytest.skip(reason)
     tmp: Path = tmp_path_factory.mktemp("behaviour")
     with Lab() as lab:
-        w = World(lab)
         nftnet(lab, "apply", "-f", str(write_config(tmp, config())), state_dir=tmp / "state")
-        for name, (net, _, _, served) in CONTAINERS.items():
-            idx = list(NETWORKS).index(net) + 1
-            w.ns[name] = lab.container(name, NETWORKS[net]["bridge"], addr(name, 4),
-                                       f"172.31.{idx}.1", addr(name, 6), f"fd00:{idx}::1")
-            for port in served:
-                lab.serve(w.ns[name], port)
-        lab.serve(w.ns["web"], 53, "udp")
-        lab.serve(w.ns["web"], 9000, "udp")
-        for net in range(1, len(NETWORKS) + 1):
-            lab.lan_route(f"172.31.{net}.0/24")
-            lab.lan_route(f"fd00:{net}::/64")
-        lab.serve(lab.lan, 7000)
-        lab.serve(lab.lan, 7001, "udp")
-        yield w
+        yield populate(lab)
+
+
+def populate(lab: Lab) -> World:
+    """The containers with their servers, LAN servers and LAN routes, on bridges that exist."""
+    w = World(lab)
+    for name, (net, _, _, served) in CONTAINERS.items():
+        idx = list(NETWORKS).index(net) + 1
+        w.ns[name] = lab.container(name, NETWORKS[net]["bridge"], addr(name, 4),
+                                   f"172.31.{idx}.1", addr(name, 6), f"fd00:{idx}::1")
+        for port in served:
+            lab.serve(w.ns[name], port)
+    lab.serve(w.ns["web"], 53, "udp")
+    lab.serve(w.ns["web"], 9000, "udp")
+    for net in range(1, len(NETWORKS) + 1):
+        lab.lan_route(f"172.31.{net}.0/24")
+        lab.lan_route(f"fd00:{net}::/64")
+    lab.serve(lab.lan, 7000)
+    lab.serve(lab.lan, 7001, "udp")
+    return w
 
 
 def host(family: int) -> str:
