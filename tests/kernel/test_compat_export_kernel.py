@@ -4,10 +4,6 @@ rules, in a throwaway network namespace that is deleted even on failure."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from compat.iptables_save.importer import import_rules
 from compat.iptables_save.parse import parse_save
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
+from tests.kernel.conftest import Netns
 from tests.unit.test_compat_export import configs
 
 pytestmark = pytest.mark.kernel
@@ -39,29 +36,6 @@ MIXED = {"version": 1, "networks": {
                    "tcp dport 22 accept", 'ct state established,related accept']}
 
 
-class Netns:
-    def __init__(self) -> None:
-        self.name = f"nxc{uuid.uuid4().hex[:10]}"
-
-    def run(self, *cmd: str, input: str | None = None) -> str:
-        proc = subprocess.run(["ip", "netns", "exec", self.name, *cmd], input=input, text=True,
-                              capture_output=True, timeout=60, check=False)
-        assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stderr}"
-        return proc.stdout
-
-
-@pytest.fixture
-def ns() -> Iterator[Netns]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    netns = Netns()
-    subprocess.run(["ip", "netns", "add", netns.name], check=True)
-    try:
-        yield netns
-    finally:
-        subprocess.run(["ip", "netns", "del", netns.name], check=False)
-
-
 def tables(text: str) -> dict[str, list[str]]:
     """Rule and chain lines per table: what iptables-save prints, minus comments."""
     out: dict[str, list[str]] = {}
@@ -73,36 +47,36 @@ def tables(text: str) -> dict[str, list[str]]:
     return out
 
 
-def assert_loads_back(ns: Netns, config: Config, family: int) -> None:
+def assert_loads_back(netns: Netns, config: Config, family: int) -> None:
     tool = "iptables" if family == 4 else "ip6tables"
     text, _ = export_save(config, family)  # type: ignore[arg-type]
-    ns.run(f"{tool}-restore", input=text)
-    saved = tables(ns.run(f"{tool}-save"))
+    netns.run(f"{tool}-restore", input=text)
+    saved = tables(netns.run(f"{tool}-save"))
     for name, lines in tables(text).items():  # a table the export leaves out keeps old rules
         assert saved[name] == lines, f"{tool} table {name}"
 
 
 @pytest.mark.skipif(not SCENARIOS, reason=f"no reference captures in {REF}")
-def test_reference_exports_load(ns: Netns) -> None:
+def test_reference_exports_load(netns: Netns) -> None:
     for scenario in SCENARIOS:
         d = REF / scenario
         docs = ",".join(str(d / f) for f in ("networks.json", "containers.json")
                         if (d / f).exists())
         result = import_rules(parse_save((d / "iptables-save.txt").read_text()), None,
                               load_hints(docs))
-        assert_loads_back(ns, parse_config(json.dumps(result.config)), 4)
+        assert_loads_back(netns, parse_config(json.dumps(result.config)), 4)
 
 
-def test_both_families_with_sctp_and_internal(ns: Netns) -> None:
+def test_both_families_with_sctp_and_internal(netns: Netns) -> None:
     config = parse_config(json.dumps(MIXED))
     for family in (4, 6):
-        assert_loads_back(ns, config, family)
+        assert_loads_back(netns, config, family)
 
 
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=configs())
-def test_any_config_exports_loadable_rules(ns: Netns, data: dict) -> None:
+def test_any_config_exports_loadable_rules(netns: Netns, data: dict) -> None:
     config = parse_config(json.dumps(data))
     for family in (4, 6):
-        assert_loads_back(ns, config, family)
+        assert_loads_back(netns, config, family)
