@@ -11,6 +11,7 @@ import click
 
 from nftnet.cli.commands import apply_cmd, plan_cmd, render_cmd, status_cmd
 from nftnet.cli.runtime_cmds import endpoint_group, network_group, port_group
+from nftnet.cli.user_cmd import user_group
 from nftnet.errors import EXIT_BUG, EXIT_INTERRUPTED, NftnetError
 from nftnet.state import DEFAULT_DIR, StateDir
 
@@ -40,7 +41,7 @@ def cli(ctx: click.Context, state_dir: str) -> None:
 
 
 for command in (apply_cmd, plan_cmd, render_cmd, status_cmd, endpoint_group, port_group,
-                network_group):
+                network_group, user_group):
     cli.add_command(command)
 # Commands of installed plugins (compat's import and export), loaded without importing them here.
 for plugin in entry_points(group="nftnet.commands"):

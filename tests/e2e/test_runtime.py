@@ -25,7 +25,7 @@ class Host:
     def __init__(self, lab: Lab, tmp: Path) -> None:
         self.lab, self.tmp = lab, tmp
 
-    def __call__(self, *args: str, check: bool = True):  # noqa: ANN204
+    def __call__(self, *args: str, check: bool = True):
         return nftnet(self.lab, *args, state_dir=self.tmp / "state", check=check)
 
     def elements(self, name: str) -> str:
