@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.kernel.conftest import Netns
 from tests.kernel.test_apply_kernel import apply, config, ruleset, user_rules
+from tests.nftnet_run import nftnet
 
 pytestmark = pytest.mark.kernel
 
-# The real CLI, with the user group added until nftnet.cli.main registers it itself.
-RUN = ("import sys; from nftnet.cli.main import cli, main; "
-       "from nftnet.cli.user_cmd import user_group; "
-       "cli.commands.setdefault('user', user_group); sys.exit(main(sys.argv[1:]))")
 DROP_BUT_ONE = ["-i", "eth0", "!", "-s", "192.168.1.1", "-j", "DROP"]
 
 
 def user(ns: Netns, tmp: Path, *args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
-    argv = ["ip", "netns", "exec", ns.name, sys.executable, "-c", RUN,
-            "--state-dir", str(tmp / "state"), "user", *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    proc = nftnet(ns, "user", *args, state_dir=tmp / "state", check=False)
     assert proc.returncode == rc, proc.stdout + proc.stderr
     return proc
 
