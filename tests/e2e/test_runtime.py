@@ -4,6 +4,7 @@ and what a later `apply -f` does to runtime changes."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,19 @@ def test_network_create_and_rm(host: Host, lab: Lab) -> None:
     overlap = host("network", "create", "bad", "--subnet", "172.31.1.128/25", check=False)
     assert overlap.returncode == 2
     assert "overlaps" in overlap.stderr
+
+
+def test_attach_by_pid(host: Host, lab: Lab) -> None:
+    ns = lab.empty_netns("bypid")
+    sleeper = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "60"])
+    try:
+        host("endpoint", "attach", "p", "--network", "front", "--pid", str(sleeper.pid),
+             "--ipv4", "172.31.1.77", "--ipv6", "fd00:1::77")
+        assert host.addrs(ns) == {"172.31.1.77", "fd00:1::77"}
+        missing = host("endpoint", "attach", "q", "--network", "front", "--pid", "999999",
+                       check=False)
+        assert missing.returncode == 1
+        assert "no network namespace at /proc/999999/ns/net" in missing.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()
