@@ -221,7 +221,7 @@ class Applier:
         committed since, else by comparing a listing with the saved fingerprint."""
         if prev.generation is not None and generation() == prev.generation:
             return True
-        return _matches(prev, fingerprint(self.nft.list()), config)
+        return matches_state(prev, fingerprint(self.nft.list()), config)
 
     def _links(self, want: Desired) -> list[str]:
         created = bridges.ensure_bridges(bridge_specs(want.config))
@@ -240,7 +240,7 @@ class Applier:
         bridges.delete_links(created)
 
 
-def _matches(state: State, kernel_fp: tuple[str, str], config: Config) -> bool:
+def matches_state(state: State, kernel_fp: tuple[str, str], config: Config) -> bool:
     """Whether the kernel still holds what nftnet last applied (the user chain only counts
     when the config manages it). A runtime change leaves no fingerprint: no match."""
     if not state.fingerprint:

@@ -12,7 +12,7 @@ from nftnet.config.model import Config, PortMapping
 SHOW_AT_MOST = 20
 
 
-def _port(m: PortMapping) -> str:
+def format_port(m: PortMapping) -> str:
     host = m.host_ip if m.host_ip is not None else ("0.0.0.0" if m.family == 4 else "[::]")
     if m.family == 6 and m.host_ip is not None:
         host = f"[{host}]"
@@ -48,8 +48,8 @@ def describe_changes(old: Config | None, new: Config, kernel_drift: bool = False
     out += _diff("network", base.networks, new.networks)
     out += _diff("endpoint", base.endpoints, new.endpoints)
     before, after = set(mappings(base)), set(mappings(new))
-    out += _limited([f"+ port {_port(m)}" for m in sorted(after - before, key=sort_key)])
-    out += _limited([f"- port {_port(m)}" for m in sorted(before - after, key=sort_key)])
+    out += _limited([f"+ port {format_port(m)}" for m in sorted(after - before, key=sort_key)])
+    out += _limited([f"- port {format_port(m)}" for m in sorted(before - after, key=sort_key)])
     if new.user_rules is not None and new.user_rules != base.user_rules:
         out.append(f"~ user chain: replaced by the {len(new.user_rules)} rule(s) of user_rules")
     return out or ["nothing in the config changed; the kernel is brought back in line"]

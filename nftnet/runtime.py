@@ -27,6 +27,7 @@ from nftnet.link import bridges, veth
 from nftnet.nft.generation import generation
 from nftnet.nft.objects import Elements
 from nftnet.nft.transaction import Transaction
+from nftnet.plan import format_port
 from nftnet.state import State, StateDir
 
 
@@ -279,9 +280,7 @@ def _elements_tx(maps: list[PortMapping], verb: str) -> Transaction:
 
 
 def _show(maps: list[PortMapping]) -> list[str]:
-    from nftnet.plan import _port
-
-    return [_port(m) for m in maps]
+    return [format_port(m) for m in maps]
 
 
 def _used(state: State, network: str) -> set[IPAddress]:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from nftnet.apply import _matches, fingerprint
+from nftnet.apply import effective_config, fingerprint, matches_state
 from nftnet.compile.elements import mappings
-from nftnet.config.load import parse_config
 from nftnet.link import bridges
 from nftnet.nft.libnft import LibNft
-from nftnet.plan import _port
+from nftnet.plan import format_port
 from nftnet.state import StateDir
 
 
@@ -32,7 +30,7 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
         state = state_dir.load()
     if state is None:
         return {"applied": False}
-    config = parse_config(json.dumps(state.config), "state")
+    config = effective_config(state.config, state.runtime)
     listing = (nft or LibNft()).list()
     networks = []
     links = bridges.observe()
@@ -46,13 +44,13 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
         })
     return {
         "applied": True,
-        "in_sync": listing is not None and _matches(state, fingerprint(listing), config),
+        "in_sync": listing is not None and matches_state(state, fingerprint(listing), config),
         "networks": networks,
         "endpoints": [
             {"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),
              "ipv6": e.ipv6 and str(e.ipv6)} for e in config.endpoints.values()
         ],
-        "ports": [_port(m) for m in mappings(config)],
+        "ports": [format_port(m) for m in mappings(config)],
         "counters": _counters(listing),
     }
 

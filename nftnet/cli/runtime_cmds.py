@@ -8,9 +8,9 @@ from typing import Any
 import click
 
 from nftnet.apply import effective_config
-from nftnet.compile.elements import mappings
+from nftnet.compile.elements import owned_mappings
 from nftnet.link.veth import netns_path
-from nftnet.plan import _port
+from nftnet.plan import format_port
 from nftnet.runtime import Runtime
 from nftnet.state import StateDir
 
@@ -123,18 +123,8 @@ def unpublish_cmd(state_dir: StateDir, endpoint: str, specs: tuple[str, ...]) ->
 def port_ls(state_dir: StateDir, output: str) -> None:
     """Every published port, one row per host binding."""
     _, config = _effective(state_dir)
-    owners = {(m.container_ip, m.container_port, m.proto): e.name
-              for e in config.endpoints.values() for m in _maps(config, e.name)}
-    _table([{"port": _port(m), "endpoint": owners.get((m.container_ip, m.container_port,
-                                                        m.proto))}
-            for m in mappings(config)], output)
-
-
-def _maps(config: Any, name: str) -> list[Any]:
-    from nftnet.config.publish import expand
-
-    ep = config.endpoints[name]
-    return [m for s in ep.publish for m in expand(s, ep, config.networks[ep.network])]
+    _table([{"port": format_port(m), "endpoint": name}
+            for name, m in owned_mappings(config)], output)
 
 
 @click.group("network")

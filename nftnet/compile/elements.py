@@ -14,14 +14,20 @@ from nftnet.config.publish import expand
 Elements = dict[str, list[Any]]
 
 
+def owned_mappings(config: Config) -> list[tuple[str, PortMapping]]:
+    """Every published port with the endpoint that holds it, in a stable order."""
+    out = [
+        (ep.name, m)
+        for ep in config.endpoints.values()
+        for spec in ep.publish
+        for m in expand(spec, ep, config.networks[ep.network])
+    ]
+    return sorted(out, key=lambda owned: sort_key(owned[1]))
+
+
 def mappings(config: Config) -> list[PortMapping]:
     """Every published port of every endpoint, in a stable order."""
-    out = []
-    for ep in config.endpoints.values():
-        net = config.networks[ep.network]
-        for spec in ep.publish:
-            out += expand(spec, ep, net)
-    return sorted(out, key=sort_key)
+    return [m for _, m in owned_mappings(config)]
 
 
 def sort_key(m: PortMapping) -> tuple[int, str, str, int]:
