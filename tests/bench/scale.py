@@ -26,3 +26,14 @@ def scale_config(networks: int, endpoints: int, ports: int) -> dict[str, Any]:
         }
         port += n
     return {"version": 1, "networks": nets, "endpoints": eps}
+
+
+def shape(ports: int) -> tuple[int, int]:
+    """(networks, endpoints) for ``ports`` published ports: 50 ports a network (1 to 1,000
+    networks), two ports an endpoint."""
+    return min(1000, max(1, ports // 50)), max(1, ports // 2)
+
+
+def sized_config(ports: int) -> dict[str, Any]:
+    """The benchmark's config for ``ports`` published ports (see ``shape``)."""
+    return scale_config(*shape(ports), ports)

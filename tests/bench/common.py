@@ -1,0 +1,171 @@
+"""What every benchmark section shares: throwaway namespaces, timed processes, workloads.
+
+Processes enter a namespace with setns(2) between fork and exec (no `ip netns exec`, whose
+mount namespace and /sys remount would add a few milliseconds to every contender).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import IO, Any
+
+from tests.bench.scale import shape, sized_config
+
+CLONE_NEWNET = 0x40000000
+NS_PREFIX = "nbx"  # every namespace this package creates directly starts with this
+NFTNET = [sys.executable, "-m", "nftnet"]
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class BenchError(RuntimeError):
+    """A benchmark step failed; the message carries the command and its stderr."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed process: wall seconds and its output."""
+
+    seconds: float
+    stdout: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """The endpoint a benchmark aims at: name, network's bridge, address, gateway."""
+
+    endpoint: str
+    bridge: str
+    ipv4: str
+    gateway: str
+    subnet: str
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The files of one size: config, nftnet's rendered batch, the iptables-save export."""
+
+    ports: int
+    networks: int
+    endpoints: int
+    config: dict[str, Any]
+    config_path: Path
+    batch_path: Path
+    export_path: Path
+    first: Target  # e0, where changes publish
+    last: Target  # the endpoint of the last published port
+    last_port: int
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _enter(ns: str) -> Callable[[], None]:
+    """A preexec_fn that moves the child into netns ``ns``."""
+    path = f"/var/run/netns/{ns}"
+
+    def enter() -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns({ns})")
+        finally:
+            os.close(fd)
+
+    return enter
+
+
+def run_in(ns: str | None, argv: list[str], stdin: IO[Any] | None = None,
+           ok: tuple[int, ...] = (0,)) -> Run:
+    """Run argv (inside ``ns`` if given) to completion and time it.
+
+    Exit statuses other than ``ok`` raise BenchError. No peak RSS here: a forked child's
+    high-water mark starts at its parent's size (see memory.py).
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=stdin or subprocess.DEVNULL, stdout=out, stderr=err,
+                                preexec_fn=_enter(ns) if ns else None)
+        _, status = os.waitpid(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode not in ok:
+        command = " ".join(argv[:6])
+        raise BenchError(f"{command} ... exited {proc.returncode}: {stderr.strip()[-2000:]}")
+    return Run(seconds, stdout)
+
+
+def sh(*argv: str, input: str | None = None) -> str:
+    """Run a setup command (not timed); raise BenchError with its stderr if it fails."""
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(argv[:6])} exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+@contextlib.contextmanager
+def netns() -> Iterator[str]:
+    """A fresh, empty network namespace, deleted on exit whatever happened."""
+    ns = f"{NS_PREFIX}{uuid.uuid4().hex[:10]}"
+    sh("ip", "netns", "add", ns)
+    try:
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def make_bridges(ns: str, workload: Workload, addresses: bool) -> None:
+    """The workload's bridges in ``ns`` (with gateway addresses and up, if ``addresses``)."""
+    lines = []
+    for net in workload.config["networks"].values():
+        lines.append(f"link add {net['bridge']} type bridge")
+        if addresses:
+            gateway = next(IPv4Network(net["subnet"]).hosts())
+            lines += [f"addr add {gateway}/24 dev {net['bridge']}",
+                      f"link set {net['bridge']} up"]
+    sh("ip", "-n", ns, "-batch", "-", input="\n".join(lines) + "\n")
+
+
+def nftnet_argv(state_dir: Path, *args: str) -> list[str]:
+    return [*NFTNET, "--state-dir", str(state_dir), *args]
+
+
+def _target(config: dict[str, Any], endpoint: str) -> Target:
+    ep = config["endpoints"][endpoint]
+    net = config["networks"][ep["network"]]
+    gateway = str(next(IPv4Network(net["subnet"]).hosts()))
+    return Target(endpoint, net["bridge"], ep["ipv4"], gateway, net["subnet"])
+
+
+def prepare(ports: int, tmp: Path) -> Workload:
+    """Write the config, its rendered batch (`nftnet render`) and its iptables-save export."""
+    networks, endpoints = shape(ports)
+    config = sized_config(ports)
+    base = tmp / f"p{ports}"
+    base.mkdir(parents=True, exist_ok=True)
+    config_path = base / "config.json"
+    config_path.write_text(json.dumps(config))
+    batch = sh(*nftnet_argv(base / "render-state", "render", "-f", str(config_path)))
+    (base / "batch.json").write_text(batch)
+    export = sh(sys.executable, "-m", "tests.bench.export", str(config_path))
+    (base / "export.txt").write_text(export)
+    last = f"e{endpoints - 1}"
+    last_port = int(config["endpoints"][last]["publish"][-1].split(":")[0])
+    return Workload(ports, networks, endpoints, config, config_path, base / "batch.json",
+                    base / "export.txt", _target(config, "e0"), _target(config, last), last_port)
