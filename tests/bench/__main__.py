@@ -42,6 +42,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--packet-rounds", type=int, help="runs of the connect loop per Lab "
                    "(default 7; quick 4)")
     p.add_argument("--connects", type=int, default=2000, help="connects per run (default 2000)")
+    p.add_argument("--note", default="", help="a line for results.md, e.g. the commit measured")
     p.add_argument("--out", type=Path, help="where results.md and bench.png go (default "
                    "tests/bench/results; quick: $TMPDIR/nftnet-bench-quick)")
     args = p.parse_args(argv)
@@ -80,7 +81,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     pkt = packets.run(workloads, args.packet_rounds, args.connects, 10.0, tmp, log)
     log("4. peak memory")
     mem = memory.run(workloads, tmp)
-    return Results(machine(), args.rounds, workloads, args.change_sizes, prog, chg, pkt,
+    return Results(machine(), args.note, args.rounds, workloads, args.change_sizes, prog, chg, pkt,
                    args.sizes, mem, replays)
 
 

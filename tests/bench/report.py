@@ -17,6 +17,7 @@ from tests.bench.program import ProgramResult
 @dataclass
 class Results:
     machine: str
+    note: str
     rounds: int
     workloads: list[Workload]
     change_sizes: list[int]
@@ -215,6 +216,7 @@ def notes(res: Results) -> list[str]:
 
 
 def markdown(res: Results) -> str:
-    parts = [f"Machine: {res.machine}", "", *program_table(res), "", *change_table(res), "",
-             *packets_table(res), "", *memory_table(res), "", *targets(res), "", *notes(res)]
+    parts = [f"Machine: {res.machine}", *([res.note] if res.note else []), "",
+             *program_table(res), "", *change_table(res), "", *packets_table(res), "",
+             *memory_table(res), "", *targets(res), "", *notes(res)]
     return "\n".join(parts) + "\n"
