@@ -1,7 +1,7 @@
 """Every name nftnet gives a kernel object, in one place.
 
 Chains, sets and maps live in nftnet's own table, so they need no prefix. Base chains are named
-``<type>-<hook>``. Only ``TABLE``, ``USER_CHAIN`` and the ct mark bit are public contract (see
+``<type>-<hook>``. Only ``TABLE``, ``USER_CHAIN`` and ``MARK_BIT`` are public contract (see
 README "Integrating"); everything else may change between versions.
 """
 
@@ -18,6 +18,10 @@ USER_CHAIN: Final = "user"
 # Base chains.
 RAW_PREROUTING: Final = "raw-prerouting"
 FILTER_FORWARD: Final = "filter-forward"
+# Defence in depth (see compile/ruleset.py guard_rules): the guards of raw-prerouting and
+# filter-forward again, by address, so that deleting any one chain or set opens nothing.
+FILTER_PREROUTING: Final = "filter-prerouting"
+FILTER_FORWARD_GUARD: Final = "filter-forward-guard"
 NAT_PREROUTING: Final = "nat-prerouting"
 NAT_OUTPUT: Final = "nat-output"
 NAT_POSTROUTING: Final = "nat-postrouting"
@@ -28,6 +32,7 @@ ICC_OFF: Final = "icc-off"  # same-bridge traffic on icc=false networks
 
 # Numeric hook priorities (named ones from nft(8)). Offsets say why they differ.
 PRIO_RAW: Final = -300
+PRIO_MANGLE: Final = -150
 PRIO_DSTNAT: Final = -100
 PRIO_FILTER: Final = 0
 PRIO_SRCNAT: Final = 100
@@ -35,6 +40,16 @@ PRIO_SRCNAT: Final = 100
 # decided before a distro firewall's chain counts the packet; an accept here never overrides
 # another table's drop (see README "Coexistence").
 PRIO_FORWARD: Final = PRIO_FILTER - 10
+# At once after it, so that no chain of another firewall can run between and change the mark.
+PRIO_FORWARD_GUARD: Final = PRIO_FORWARD + 1
+
+# Public contract (README "Coexistence"): nftnet's forward chain sets this bit of the packet
+# mark on every packet it lets through (other bits are kept), so that a firewall of the host's
+# own, whose forward chain runs later (e.g. priority filter), can honour nftnet's decisions
+# with one rule: `meta mark and 0x10000000 == 0x10000000 accept`. A packet mark rather than a
+# ct mark: bridged IPv6 neighbour discovery has no conntrack entry to mark.
+# filter-forward-guard relies on it too.
+MARK_BIT: Final = 0x10000000
 
 # Interface-name sets.
 BRIDGES: Final = "bridges"  # every nftnet bridge

@@ -17,6 +17,8 @@ FAMILIES = (4, 6)
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 PUB_KEY = ("inet_proto", "inet_service")
 _LOOPBACK4 = IPv4Network("127.0.0.0/8")
+_MARK: Json = {"meta": {"key": "mark"}}
+_MARK_SET: Json = {"mangle": {"key": _MARK, "value": {"|": [_MARK, N.MARK_BIT]}}}
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class HostFacts:
 
 BASE_CHAINS = (
     Chain(N.RAW_PREROUTING, "filter", "prerouting", N.PRIO_RAW),
+    Chain(N.FILTER_PREROUTING, "filter", "prerouting", N.PRIO_MANGLE),
     Chain(N.FILTER_FORWARD, "filter", "forward", N.PRIO_FORWARD),
+    Chain(N.FILTER_FORWARD_GUARD, "filter", "forward", N.PRIO_FORWARD_GUARD),
     Chain(N.NAT_PREROUTING, "nat", "prerouting", N.PRIO_DSTNAT),
     Chain(N.NAT_OUTPUT, "nat", "output", N.PRIO_DSTNAT),
     Chain(N.NAT_POSTROUTING, "nat", "postrouting", N.PRIO_SRCNAT),
@@ -80,6 +84,9 @@ def forward_rules(host: HostFacts) -> list[Rule]:
     return [
         *out,
         _rule(c, "traffic of no nftnet bridge is not ours", *_not_ours(), E.RETURN),
+        # Before every accept, the user chain's too. A drop is final, so that marking packets
+        # dropped further down lets nothing through.
+        _rule(c, "mark: nftnet lets this packet through unless dropped below", _MARK_SET),
         _rule(c, "user chain first (DOCKER-USER)", E.jump(N.USER_CHAIN)),
         _rule(c, "replies", E.match(E.ct("state"), ["established", "related"], "in"), E.ACCEPT),
         _rule(c, "same bridge: icc", {"vmap": {"key": E.concat(E.IIF, E.OIF),
@@ -142,6 +149,25 @@ def raw_rules() -> list[Rule]:
     ]
 
 
+def guard_rules() -> list[Rule]:
+    """Defence in depth: the protections of filter-forward and raw-prerouting hold should
+    any one chain or set of nftnet's be deleted or flushed. The guards look at addresses
+    (@subnets) where those chains look at interfaces (@bridges). filter-forward marks every
+    packet of nftnet's bridges it does not drop: without it nothing reaches or leaves a
+    container (fail closed); with it, the guard changes nothing and the user chain's accept
+    keeps Docker's meaning."""
+    c = N.FILTER_FORWARD_GUARD
+    unmarked = E.match({"&": [_MARK, N.MARK_BIT]}, 0)
+    out = [
+        _rule(c, f"IPv{v}: nothing {way} a container but what filter-forward let through",
+              E.in_set(E.ip(v, field), N.SUBNETS.format(v=v)), unmarked, E.COUNTER, E.DROP)
+        for v in FAMILIES for way, field in (("to", "daddr"), ("from", "saddr"))
+    ]
+    return [*out, _rule(N.FILTER_PREROUTING, "containers never reach the host's 127.0.0.0/8",
+                        E.in_set(E.ip(4, "saddr"), N.SUBNETS.format(v=4)),
+                        E.match(E.ip(4, "daddr"), E.prefix(_LOOPBACK4)), E.COUNTER, E.DROP)]
+
+
 def icc_off_rules() -> list[Rule]:
     return [
         _rule(N.ICC_OFF, "a published port stays reachable", E.match(E.ct("status"), "dnat", "in"),
@@ -151,5 +177,6 @@ def icc_off_rules() -> list[Rule]:
 
 
 def rules(host: HostFacts) -> list[Rule]:
-    return [*raw_rules(), *forward_rules(host), *nat_rules(), *icc_off_rules()]
+    return [*raw_rules(), *forward_rules(host), *guard_rules(), *nat_rules(),
+            *icc_off_rules()]
 
