@@ -44,7 +44,7 @@ class Desired:
     forwarding_to_enable: list[int] = field(default_factory=list)
 
 
-def _needs_forwarding(config: Config, family: int) -> bool:
+def needs_forwarding(config: Config, family: int) -> bool:
     return any(
         (n.subnet4 if family == 4 else n.subnet6) is not None and not n.internal
         for n in config.networks.values()
@@ -59,7 +59,7 @@ def host_facts(config: Config, prev: State | None) -> tuple[HostFacts, list[int]
     enabled = dict(prev.forwarding_enabled) if prev else {}
     to_enable = []
     for v in (4, 6):
-        if _needs_forwarding(config, v) and sysctl.read(FORWARD_KEYS[v]) == "0":
+        if needs_forwarding(config, v) and sysctl.read(FORWARD_KEYS[v]) == "0":
             to_enable.append(v)
             enabled[str(v)] = True
     return HostFacts(enabled.get("4", False), enabled.get("6", False)), to_enable
@@ -80,8 +80,12 @@ def user_rules_json(config: Config, host: HostFacts) -> list[list[Any]] | None:
     return parsed
 
 
-def desired(config: Config, prev: State | None) -> Desired:
-    host, to_enable = host_facts(config, prev)
+def desired(config: Config, prev: State | None, host: HostFacts | None = None) -> Desired:
+    """What an apply of ``config`` sends; ``host`` given (as recorded, for check) instead of
+    observed now."""
+    to_enable: list[int] = []
+    if host is None:
+        host, to_enable = host_facts(config, prev)
     batch = compile_config(config, host, user_rules_json(config, host)).to_json()
     digest = hashlib.sha256(json.dumps(batch, sort_keys=True).encode()).hexdigest()
     return Desired(config, host, batch, digest, to_enable)
@@ -95,21 +99,22 @@ def fingerprint(listing: list[Json] | None) -> tuple[str, str]:
     """
     if listing is None:
         return "", ""
-
-    def clean(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            if "counter" in obj and len(obj) == 1:
-                return {"counter": None}
-            return {k: clean(v) for k, v in obj.items() if k != "handle"}
-        if isinstance(obj, list):
-            return [clean(v) for v in obj]
-        return obj
-
     parts: tuple[list[Any], list[Any]] = ([], [])
     for o in listing:
-        parts[o.get("rule", {}).get("chain") == names.USER_CHAIN].append(clean(o))
+        parts[o.get("rule", {}).get("chain") == names.USER_CHAIN].append(without_volatile(o))
     ours, user = (hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest() for p in parts)
     return ours, user
+
+
+def without_volatile(obj: Any) -> Any:
+    """A listed object without what changes by itself or on every rewrite: handles, counters."""
+    if isinstance(obj, dict):
+        if "counter" in obj and len(obj) == 1:
+            return {"counter": None}
+        return {k: without_volatile(v) for k, v in obj.items() if k != "handle"}
+    if isinstance(obj, list):
+        return [without_volatile(v) for v in obj]
+    return obj
 
 
 def bridge_specs(config: Config) -> list[bridges.BridgeSpec]:
@@ -186,10 +191,10 @@ class Applier:
     def converge(self, want: Desired, prev: State | None, base: State) -> State:
         """Make links and the whole table match ``want``; save ``base`` completed as the
         state. Links made here are undone if the kernel refuses the batch."""
-        user_chain = user_chain_rules(self.nft.list(USER_CHAIN_SPEC))
+        user_chain, batch = self._user_chain(want, prev)
         created = self._links(want)
         try:
-            self.nft.run(want.batch)
+            self.nft.run(batch)
         except NftnetError:
             self._undo(want, created)
             raise
@@ -204,6 +209,19 @@ class Applier:
         self.state_dir.save(base)
         self.state_dir.abort()
         return base
+
+    def _user_chain(self, want: Desired, prev: State | None) -> tuple[list[Any], Json]:
+        """The user chain's rules to record, taken before the change, and the batch to send.
+
+        Where the chain is gone (nft flush ruleset, a reboot) and the config leaves it to
+        people, the batch puts back its rules as nftnet last recorded them; the hash stays
+        that of ``want``, which only the config decides.
+        """
+        live = self.nft.list(USER_CHAIN_SPEC)
+        saved = prev.user_chain if prev and want.config.user_rules is None else None
+        if live is not None or not saved:
+            return user_chain_rules(live), want.batch
+        return saved, compile_config(want.config, want.host, saved).to_json()
 
     def recover(self) -> bool:
         """Complete a change a killed nftnet left pending: the kernel and the state end up
@@ -226,7 +244,7 @@ class Applier:
     def _links(self, want: Desired) -> list[str]:
         created = bridges.ensure_bridges(bridge_specs(want.config))
         try:
-            _interface_sysctls(want.config)
+            _set_interface_sysctls(want.config)
             for v in want.forwarding_to_enable:
                 sysctl.write(FORWARD_KEYS[v], "1")
         except NftnetError:
@@ -249,18 +267,24 @@ def matches_state(state: State, kernel_fp: tuple[str, str], config: Config) -> b
     return kernel_fp[0] == ours and (config.user_rules is None or kernel_fp[1] == user)
 
 
-def _interface_sysctls(config: Config) -> None:
-    """Per-bridge settings, and br_netfilter for icc=false (as Docker does)."""
+def interface_sysctls(config: Config) -> dict[str, str]:
+    """Per-bridge settings, and br_netfilter's for icc=false (as Docker does): key -> value."""
+    out = {}
     for net in config.networks.values():
         if net.subnet6 is not None:
-            sysctl.write(sysctl.iface(6, net.bridge, "disable_ipv6"), "0")
+            out[sysctl.iface(6, net.bridge, "disable_ipv6")] = "0"
         if net.subnet4 is not None and not net.internal:
             # The host reaches ports published on 127.0.0.1 through a DNAT to the bridge.
-            sysctl.write(sysctl.iface(4, net.bridge, "route_localnet"), "1")
+            out[sysctl.iface(4, net.bridge, "route_localnet")] = "1"
     if any(not n.icc for n in config.networks.values()):
-        for key in sysctl.BRIDGE_NF:
-            if sysctl.read(key) is None:
-                raise NftnetError(
-                    "icc: false needs br_netfilter, which is not loaded (modprobe br_netfilter)"
-                )
-            sysctl.write(key, "1")
+        out |= dict.fromkeys(sysctl.BRIDGE_NF, "1")
+    return out
+
+
+def _set_interface_sysctls(config: Config) -> None:
+    for key, value in interface_sysctls(config).items():
+        if key in sysctl.BRIDGE_NF and sysctl.read(key) is None:
+            raise NftnetError(
+                "icc: false needs br_netfilter, which is not loaded (modprobe br_netfilter)"
+            )
+        sysctl.write(key, value)

@@ -142,6 +142,20 @@ class StateDir:
         finally:
             os.close(dir_fd)
 
+    def remove(self) -> bool:
+        """Delete every file nftnet keeps here (teardown), then the directory; False when it
+        holds files of someone else's and stays. Call with the lock held: its file goes too."""
+        for name in (STATE_FILE, PENDING_FILE, GENERATION_FILE, ERROR_LOG, LOCK_FILE):
+            for path in (self.path / name, (self.path / name).with_suffix(".tmp")):
+                path.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        return True
+
     def log_error(self, text: str) -> Path | None:
         """Append to the error log; None when even that is impossible."""
         try:

@@ -49,6 +49,12 @@ def render_text(batch: Json) -> str:
     return str(_request({"batch": batch, "text": True})["text"])
 
 
+def listing(batch: Json) -> list[Json]:
+    """The table ``batch`` builds, as the kernel lists it in JSON: what the live table must
+    list when it holds the same (check compares listing with listing, never with the batch)."""
+    return list(_request({"batch": batch, "list": True})["listing"])
+
+
 def _child(payload: Json) -> Json:
     from nftnet.nft.libnft import LibNft, user_chain_rules
 
@@ -64,6 +70,8 @@ def _child(payload: Json) -> Json:
                                                   f"{names.USER_CHAIN}"))
     if payload.get("text"):
         out["text"] = nft.list_text()
+    if payload.get("list"):
+        out["listing"] = nft.list()
     return out
 
 
