@@ -10,6 +10,7 @@ from importlib.metadata import entry_points
 import click
 
 from nftnet.cli.commands import apply_cmd, plan_cmd, render_cmd, status_cmd
+from nftnet.cli.lifecycle_cmds import check_cmd, restore_cmd, teardown_cmd
 from nftnet.cli.runtime_cmds import endpoint_group, network_group, port_group
 from nftnet.cli.user_cmd import user_group
 from nftnet.errors import EXIT_BUG, EXIT_INTERRUPTED, NftnetError
@@ -40,8 +41,8 @@ def cli(ctx: click.Context, state_dir: str) -> None:
     ctx.obj = StateDir(state_dir)
 
 
-for command in (apply_cmd, plan_cmd, render_cmd, status_cmd, endpoint_group, port_group,
-                network_group, user_group):
+for command in (apply_cmd, plan_cmd, render_cmd, status_cmd, check_cmd, restore_cmd,
+                teardown_cmd, endpoint_group, port_group, network_group, user_group):
     cli.add_command(command)
 # Commands of installed plugins (compat's import and export), loaded without importing them here.
 for plugin in entry_points(group="nftnet.commands"):
@@ -51,7 +52,8 @@ for plugin in entry_points(group="nftnet.commands"):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # A command's click.exceptions.Exit(code) comes back as the result (check's drift: 1).
+        result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Exit as e:
         return int(e.exit_code)
     except click.ClickException as e:
@@ -72,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if where is None:
             traceback.print_exc()
         return EXIT_BUG
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def _state_dir_arg(argv: Sequence[str] | None) -> str:

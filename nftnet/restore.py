@@ -1,0 +1,101 @@
+"""``nftnet restore``: put back what nftnet last applied, after `nft flush ruleset`, a reboot, a
+restart of nftables.service or a partial deletion; idempotent.
+
+It asks ``check.inspect`` what differs and converges only then, through the same path as
+apply: bridges, sysctls and the whole table in one transaction, the user chain's rules as
+nftnet last recorded them where the chain is gone. Runtime endpoints' veths cannot be made
+again (their containers' namespaces may be gone): they are reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nftnet import names
+from nftnet.apply import USER_CHAIN_SPEC, Applier, desired, effective_config
+from nftnet.check import Finding, inspect
+from nftnet.errors import NftnetError, TransactionError
+from nftnet.nft.libnft import LibNft, user_chain_rules
+from nftnet.nft.objects import Chain, Rule
+from nftnet.nft.transaction import Transaction
+from nftnet.state import State, StateDir
+
+
+def restore(state_dir: StateDir, applier: Applier | None = None) -> list[str]:
+    """Lines saying what was put back and what could not be; NftnetError if the kernel
+    refused nftnet's own table (then nothing changed)."""
+    applier = applier or Applier(state_dir)
+    with state_dir.locked():
+        lines = ["completed an interrupted change"] if applier.recover() else []
+        state = state_dir.load()
+        if state is None:
+            return [*lines, "nothing applied yet: nothing to restore"]
+        try:
+            drift = inspect(state, applier.nft).drift
+        except NftnetError as e:  # cannot compare (no scratch namespace): rewrite all the same
+            drift = [Finding("kernel", f"not compared ({e}): everything rewritten")]
+        fixable = [f for f in drift if f.fixable]
+        if fixable:
+            lines += ["restored:", *(f"  {f}" for f in fixable)]
+            lines += _converge(applier, state, fixable)
+        else:
+            lines.append("nothing to restore: the kernel holds what nftnet last applied")
+            if _record_user_chain(state_dir, state, applier.nft):
+                lines.append(f"recorded the user chain's {len(state.user_chain or [])} rule(s)")
+        return lines + [f"cannot restore {f}" for f in drift if not f.fixable]
+
+
+def _converge(applier: Applier, state: State, fixable: list[Finding]) -> list[str]:
+    nft = applier.nft
+    recreate = [f.recreate for f in fixable if f.recreate]
+    if recreate:  # rare (made again by hand with another hook): the rest keeps protecting
+        tx = Transaction()
+        for name in recreate:
+            tx.flush(Chain(name))
+            tx.delete(Chain(name))
+        nft.run(tx.to_json())
+    want = desired(effective_config(state.config, state.runtime), state)
+    saved = state.user_chain if want.config.user_rules is None else None
+    put_back = bool(saved) and nft.list(USER_CHAIN_SPEC) is None
+    base = State(config=state.config, runtime=state.runtime)
+    try:
+        applier.converge(want, state, base)
+    except TransactionError:
+        if not put_back:
+            raise
+        # The recorded rules may use sets or chains of people's that went with the table:
+        # nftnet's protections first, then each rule the kernel still takes.
+        applier.converge(want, dataclasses.replace(state, user_chain=None), base)
+        _put_back_one_by_one(applier, base, saved or [])
+    return [f"  user chain: {len(saved or [])} rule(s) put back as nftnet last recorded them"
+            ] if put_back else []
+
+
+def _put_back_one_by_one(applier: Applier, base: State, saved: list[list]) -> None:
+    refused = []
+    for expr in saved:
+        tx = Transaction()
+        tx.add(Rule(names.USER_CHAIN, tuple(expr)))
+        try:
+            applier.nft.run(tx.to_json())
+        except TransactionError as e:
+            refused.append(f"  {tx.dumps()}\n    {str(e).splitlines()[-1]}")
+    base.user_chain = user_chain_rules(applier.nft.list(USER_CHAIN_SPEC))
+    applier.state_dir.save(base)
+    if refused:
+        raise NftnetError("nftnet's table is restored, but the kernel refused "
+                          f"{len(refused)} of the user chain's recorded rules:\n"
+                          + "\n".join(refused))
+
+
+def _record_user_chain(state_dir: StateDir, state: State, nft: LibNft) -> bool:
+    """Keep the live user chain as what restore puts back after a flush: rules added by hand
+    since nftnet's last change survive too (the nftables-bound unit runs this before a stop)."""
+    if state.config.get("user_rules") is not None:
+        return False
+    live = nft.list(USER_CHAIN_SPEC)
+    if live is None or user_chain_rules(live) == state.user_chain:
+        return False
+    state.user_chain = user_chain_rules(live)
+    state_dir.save(state)
+    return True

@@ -1,0 +1,122 @@
+"""``nftnet teardown``: remove what nftnet made, and nothing else.
+
+Links go first and nftnet's table last, so that no container is reachable without the firewall
+in between at any moment: runtime endpoints' veths, the bridges nftnet created (adopted ones
+stay), IP forwarding where nftnet switched it on, then table inet nftnet and the state. The
+user chain's rules are saved to a file before anything is removed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nftnet import names
+from nftnet.apply import FORWARD_KEYS
+from nftnet.errors import NftnetError
+from nftnet.link import bridges, sysctl, veth
+from nftnet.nft.libnft import LibNft
+from nftnet.nft.objects import Table
+from nftnet.nft.transaction import Transaction
+from nftnet.state import StateDir
+
+TABLE_SPEC = f"table {names.FAMILY} {names.TABLE}"
+
+
+@dataclass
+class Plan:
+    table: bool
+    state: bool
+    veths: list[str] = field(default_factory=list)
+    bridges: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # links --keep-bridges leaves
+    forwarding: list[int] = field(default_factory=list)
+    user_rules: list[str] = field(default_factory=list)  # nft syntax, in chain order
+
+    @property
+    def empty(self) -> bool:
+        return not (self.table or self.state or self.veths or self.bridges or self.forwarding)
+
+    def lines(self, state_dir: StateDir) -> list[str]:
+        out = [f"  veths of runtime endpoints: {' '.join(self.veths)}"] if self.veths else []
+        out += [f"  bridges nftnet created: {' '.join(self.bridges)}"] if self.bridges else []
+        out += [f"  IPv{v} forwarding, which nftnet switched on: back off"
+                for v in self.forwarding]
+        if self.table:
+            out.append(f"  {TABLE_SPEC}, with the {len(self.user_rules)} rule(s) of its user "
+                       "chain (saved to a file first)")
+        out += [f"  nftnet's state in {state_dir.path}"] if self.state else []
+        if self.kept:
+            out.append(f"kept (--keep-bridges): {' '.join(self.kept)}; containers on them are "
+                       "no longer firewalled by nftnet")
+        return out
+
+
+def plan(state_dir: StateDir, nft: LibNft, keep_links: bool) -> Plan:
+    """What teardown would remove, as the state and the kernel say now. Call with the lock."""
+    state = state_dir.load()
+    rules = nft.chain_rules_text(names.USER_CHAIN)
+    out = Plan(table=nft.list(TABLE_SPEC) is not None, state=state is not None,
+               user_rules=[text for _, text in rules or []])
+    if state is None:
+        return out
+    links = bridges.observe()
+    out.veths = [ep["host_ifname"] for ep in state.runtime["endpoints"].values()
+                 if ep["host_ifname"] in links]
+    out.bridges = [b for b in state.created_bridges if b in links]
+    if keep_links:
+        out.kept, out.veths, out.bridges = out.bridges + out.veths, [], []
+    out.forwarding = [int(v) for v, on in sorted(state.forwarding_enabled.items())
+                      if on and sysctl.read(FORWARD_KEYS[int(v)]) == "1"]
+    return out
+
+
+def save_user_rules(rules: list[str], directory: Path) -> Path:
+    """Write the rules as an nft script that puts them back (after a new nftnet apply)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(100):
+        path = directory / f"nftnet-user-chain-{stamp}{f'-{n}' if n else ''}.nft"
+        try:
+            with open(path, "x") as f:
+                f.write(f"# The rules of chain {names.FAMILY} {names.TABLE} {names.USER_CHAIN}, "
+                        f"saved by nftnet teardown at {stamp}.\n"
+                        "# After a new `nftnet apply`, put them back with: nft -f THIS_FILE\n")
+                f.writelines(f"add rule {names.FAMILY} {names.TABLE} {names.USER_CHAIN} {r}\n"
+                             for r in rules)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise NftnetError(f"cannot save the user chain's rules to {path}: {e.strerror}; "
+                              "nothing removed") from None
+    raise NftnetError(f"cannot find a free file name in {directory}; nothing removed")
+
+
+def execute(plan: Plan, state_dir: StateDir, nft: LibNft) -> list[str]:
+    """Remove what ``plan`` lists, links first; every step is tried, and the state is kept
+    (so that teardown can run again) if any failed."""
+    problems: list[str] = []
+
+    def attempt(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except NftnetError as e:
+            problems.append(str(e))
+
+    for name in plan.veths:
+        attempt(lambda name=name: veth.detach(name))
+    attempt(lambda: bridges.delete_links(plan.bridges))
+    for v in plan.forwarding:
+        attempt(lambda v=v: sysctl.write(FORWARD_KEYS[v], "0"))
+    if plan.table:
+        tx = Transaction()
+        tx.delete(Table())
+        attempt(lambda: nft.run(tx.to_json()))
+    if problems:
+        raise NftnetError("teardown stopped short; the state is kept, so that it can run "
+                          "again:\n" + "\n".join(problems))
+    if not state_dir.remove():
+        return [f"removed; kept {state_dir.path}, which holds files that are not nftnet's"]
+    return ["removed"]
