@@ -72,7 +72,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     log(f"preparing configs, renders and exports for {args.change_sizes}")
     loads = {n: prepare(n, tmp) for n in args.change_sizes}
     workloads = [loads[n] for n in args.sizes]
-    replays = {n: docker.calls(wl.export_path.read_text()) for n, wl in loads.items()}
+    replays = {n: docker.call_sizes(wl.export_path.read_text()) for n, wl in loads.items()}
     log("1. programming the whole set")
     prog = program.run(workloads, args.rounds, args.per_call_max, tmp, log)
     log("2. one change")

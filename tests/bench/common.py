@@ -1,22 +1,21 @@
 """What every benchmark section shares: throwaway namespaces, timed processes, workloads.
 
-Processes enter a namespace with setns(2) between fork and exec (no `ip netns exec`, whose
-mount namespace and /sys remount would add a few milliseconds to every contender).
+Processes enter a namespace through nsenter(1) (not `ip netns exec`, whose mount namespace
+and /sys remount add milliseconds): the benchmark spawns them without a preexec_fn, so Python
+uses vfork and a child's start costs the same however large the benchmark process is.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -24,10 +23,8 @@ from typing import IO, Any
 
 from tests.bench.scale import shape, sized_config
 
-CLONE_NEWNET = 0x40000000
 NS_PREFIX = "nbx"  # every namespace this package creates directly starts with this
 NFTNET = [sys.executable, "-m", "nftnet"]
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class BenchError(RuntimeError):
@@ -60,7 +57,7 @@ class Workload:
     ports: int
     networks: int
     endpoints: int
-    config: dict[str, Any]
+    bridges: tuple[tuple[str, str], ...]  # (bridge, subnet) of every network
     config_path: Path
     batch_path: Path
     export_path: Path
@@ -73,19 +70,9 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _enter(ns: str) -> Callable[[], None]:
-    """A preexec_fn that moves the child into netns ``ns``."""
-    path = f"/var/run/netns/{ns}"
-
-    def enter() -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns({ns})")
-        finally:
-            os.close(fd)
-
-    return enter
+def in_ns(ns: str | None, argv: list[str]) -> list[str]:
+    """argv run inside netns ``ns`` (as is if None)."""
+    return ["nsenter", f"--net=/var/run/netns/{ns}", *argv] if ns else argv
 
 
 def run_in(ns: str | None, argv: list[str], stdin: IO[Any] | None = None,
@@ -97,11 +84,10 @@ def run_in(ns: str | None, argv: list[str], stdin: IO[Any] | None = None,
     """
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=stdin or subprocess.DEVNULL, stdout=out, stderr=err,
-                                preexec_fn=_enter(ns) if ns else None)
-        _, status = os.waitpid(proc.pid, 0)
+        proc = subprocess.Popen(in_ns(ns, argv), stdin=stdin or subprocess.DEVNULL, stdout=out,
+                                stderr=err)
+        proc.wait()
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -133,12 +119,11 @@ def netns() -> Iterator[str]:
 def make_bridges(ns: str, workload: Workload, addresses: bool) -> None:
     """The workload's bridges in ``ns`` (with gateway addresses and up, if ``addresses``)."""
     lines = []
-    for net in workload.config["networks"].values():
-        lines.append(f"link add {net['bridge']} type bridge")
+    for bridge, subnet in workload.bridges:
+        lines.append(f"link add {bridge} type bridge")
         if addresses:
-            gateway = next(IPv4Network(net["subnet"]).hosts())
-            lines += [f"addr add {gateway}/24 dev {net['bridge']}",
-                      f"link set {net['bridge']} up"]
+            gateway = next(IPv4Network(subnet).hosts())
+            lines += [f"addr add {gateway}/24 dev {bridge}", f"link set {bridge} up"]
     sh("ip", "-n", ns, "-batch", "-", input="\n".join(lines) + "\n")
 
 
@@ -167,5 +152,6 @@ def prepare(ports: int, tmp: Path) -> Workload:
     (base / "export.txt").write_text(export)
     last = f"e{endpoints - 1}"
     last_port = int(config["endpoints"][last]["publish"][-1].split(":")[0])
-    return Workload(ports, networks, endpoints, config, config_path, base / "batch.json",
+    bridges = tuple((n["bridge"], n["subnet"]) for n in config["networks"].values())
+    return Workload(ports, networks, endpoints, bridges, config_path, base / "batch.json",
                     base / "export.txt", _target(config, "e0"), _target(config, last), last_port)

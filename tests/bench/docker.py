@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shlex
 import statistics
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from tests.bench.common import Target
@@ -35,13 +37,22 @@ class Model:
     def call(self, table_rules: float) -> float:
         return self.a + self.b * table_rules
 
-    def total(self, calls: list[Call]) -> float:
-        return sum(self.call(c.table_rules) for c in calls)
+    def total(self, table_rules: Iterable[int]) -> float:
+        """Seconds of a replay whose calls found these rule counts in their tables."""
+        return sum(self.call(k) for k in table_rules)
 
 
 def calls(export: str) -> list[Call]:
     """The iptables commands that rebuild an iptables-save text one rule at a time."""
-    out: list[Call] = []
+    return list(_calls(export))
+
+
+def call_sizes(export: str) -> array[int]:
+    """Rules already in its table for each call of ``calls(export)`` (compact: no argv)."""
+    return array("l", (c.table_rules for c in _calls(export)))
+
+
+def _calls(export: str) -> Iterator[Call]:
     table, rules = "", 0
     for line in export.splitlines():
         if line.startswith("*"):
@@ -49,13 +60,12 @@ def calls(export: str) -> list[Call]:
         elif line.startswith(":"):
             chain, policy = line[1:].split()[:2]
             if policy == "-":
-                out.append(Call(["iptables", "-t", table, "-N", chain], rules))
+                yield Call(["iptables", "-t", table, "-N", chain], rules)
             elif policy != "ACCEPT":
-                out.append(Call(["iptables", "-t", table, "-P", chain, policy], rules))
+                yield Call(["iptables", "-t", table, "-P", chain, policy], rules)
         elif line.startswith("-A "):
-            out.append(Call(["iptables", "-t", table, *shlex.split(line)], rules))
+            yield Call(["iptables", "-t", table, *shlex.split(line)], rules)
             rules += 1
-    return out
 
 
 def table_sizes(export: str) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from array import array
 from dataclasses import dataclass
 
 from tests.bench import docker
@@ -26,7 +27,7 @@ class Results:
     packets: PacketResult
     packet_sizes: list[int]
     memory: dict[int, int]
-    replays: dict[int, list[docker.Call]]  # the per-rule replay of every size
+    replays: dict[int, array[int]]  # per size: rules in its table before each per-rule call
 
     def prog(self, n: int, contender: str) -> float:
         return median(self.program.times[n][contender])
