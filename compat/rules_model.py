@@ -200,11 +200,14 @@ def proto_name(text: str) -> str:
 
 
 def check_text(text: str, what: str, limit: int) -> str:
-    """Comment or log prefix that both tools can quote identically."""
+    """Comment or log prefix that both tools can quote identically (nft expands ``$NAME``
+    in a log prefix as a variable, so there ``$`` cannot be written at all)."""
     if not _SAFE_TEXT.fullmatch(text) or len(text) > limit:
         raise RuleTranslationError(
             f"unsupported {what} '{text}': 1-{limit} printable characters without quotes or \\"
         )
+    if what == "log prefix" and "$" in text:
+        raise RuleTranslationError(f"unsupported log prefix '{text}': nft reads $ as a variable")
     return text
 
 

@@ -237,6 +237,7 @@ IPT_ERRORS = [
     ("ip", "-m comment --comment '' -j ACCEPT", "unsupported comment ''"),
     ("ip", "-m comment --comment " + "c" * 129 + " -j ACCEPT", "unsupported comment"),
     ("ip", "-j LOG --log-prefix " + "p" * 30, "unsupported log prefix"),
+    ("ip", "-j LOG --log-prefix a$b", "nft reads $ as a variable"),
     ("ip", "-i eth0", "missing target"),
     ("ip", "-j ACCEPT -j DROP", "more than one target: 'ACCEPT' and 'DROP'"),
     ("ip", "-s 1.1.1.1 -s 2.2.2.2 -j DROP", "duplicate option '-s'"),
@@ -542,7 +543,7 @@ def _target(draw: st.DrawFn, family: str, tcp: bool) -> Part:
         return ["-j", target], ["-j", target]
     typed, saved = ["-j", "LOG"], ["-j", "LOG"]
     if draw(st.booleans()):
-        prefix = draw(TEXT)
+        prefix = draw(TEXT.filter(lambda t: "$" not in t))  # nft reads $ as a variable
         typed += ["--log-prefix", prefix]
         saved += ["--log-prefix", quote(prefix)]
     if draw(st.booleans()):
