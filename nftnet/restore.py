@@ -40,7 +40,7 @@ def restore(state_dir: StateDir, applier: Applier | None = None) -> list[str]:
             lines += _converge(applier, state, fixable)
         else:
             lines.append("nothing to restore: the kernel holds what nftnet last applied")
-            if _record_user_chain(state_dir, state, applier.nft):
+            if record_user_chain(state_dir, state, applier.nft):
                 lines.append(f"recorded the user chain's {len(state.user_chain or [])} rule(s)")
         return lines + [f"cannot restore {f}" for f in drift if not f.fixable]
 
@@ -88,7 +88,7 @@ def _put_back_one_by_one(applier: Applier, base: State, saved: list[list]) -> No
                           + "\n".join(refused))
 
 
-def _record_user_chain(state_dir: StateDir, state: State, nft: LibNft) -> bool:
+def record_user_chain(state_dir: StateDir, state: State, nft: LibNft) -> bool:
     """Keep the live user chain as what restore puts back after a flush: rules added by hand
     since nftnet's last change survive too (the nftables-bound unit runs this before a stop)."""
     if state.config.get("user_rules") is not None:

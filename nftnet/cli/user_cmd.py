@@ -17,6 +17,7 @@ from nftnet.cli.commands import OUTPUT
 from nftnet.config.rule_languages import FAMILIES, to_nft
 from nftnet.errors import ConfigError, NftnetError, TransactionError
 from nftnet.nft.libnft import LibNft
+from nftnet.restore import record_user_chain
 from nftnet.state import StateDir
 
 CHAIN = f"{names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
@@ -58,11 +59,15 @@ def _nft_text(words: tuple[str, ...], iptables: bool, family: str | None) -> str
     return rule
 
 
-def _note_if_managed(state_dir: StateDir) -> None:
+def _after_change(state_dir: StateDir, nft: LibNft) -> None:
+    """Record the chain so that `nftnet restore` puts this change back after a flush; or,
+    where the config owns the chain, say that the next apply undoes it."""
     state = state_dir.load()
     if state is not None and state.config.get("user_rules") is not None:
         click.echo("note: the applied config sets user_rules, so the next `nftnet apply` puts "
                    "the user chain back to those", err=True)
+    elif state is not None:
+        record_user_chain(state_dir, state, nft)
 
 
 @click.group("user")
@@ -115,7 +120,7 @@ def add_cmd(state_dir: StateDir, words: tuple[str, ...], iptables: bool, family:
         old = {handle for handle, _ in before}
         added = next(text for handle, text in _rules(nft) if handle not in old)
         click.echo(f"added as rule {n}: {added}")
-        _note_if_managed(state_dir)
+        _after_change(state_dir, nft)
 
 
 @user_group.command("rm")
@@ -131,4 +136,4 @@ def rm_cmd(state_dir: StateDir, n: int) -> None:
         handle, text = rules[n - 1]
         nft.run_text(f"delete rule {CHAIN} handle {handle}")
         click.echo(f"removed rule {n}: {text}")
-        _note_if_managed(state_dir)
+        _after_change(state_dir, nft)

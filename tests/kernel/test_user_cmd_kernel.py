@@ -93,3 +93,11 @@ def test_apply_iptables_user_rules(netns: Netns, tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "user_rules[1]: unsupported match '-m recent'" in bad.stderr
     assert ruleset(netns) == before
+
+
+def test_rule_added_by_user_add_survives_flush_and_restore(netns: Netns, tmp_path: Path) -> None:
+    apply(netns, tmp_path, config())
+    user(netns, tmp_path, "add", "tcp", "dport", "2222", "drop")
+    netns.run("nft", "flush", "ruleset")
+    nftnet(netns, "restore", state_dir=tmp_path / "state")
+    assert user_rules(netns) == ["tcp dport 2222 drop"]
