@@ -116,6 +116,13 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
+def await_rtnl() -> None:
+    """Block until the kernel has torn down the namespaces deleted before (idle waits of up to
+    half a minute for a thousand bridges, holding the lock every link change needs)."""
+    with netns() as ns:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+
+
 def make_bridges(ns: str, workload: Workload, addresses: bool) -> None:
     """The workload's bridges in ``ns`` (with gateway addresses and up, if ``addresses``)."""
     lines = []

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench.common import BenchError, Workload, make_bridges, nftnet_argv, run_in
+from tests.bench.common import BenchError, Workload, await_rtnl, make_bridges, nftnet_argv, run_in
 from tests.lab import Lab
 
 CONTENDERS = ("nftnet", "iptables")
@@ -107,6 +107,7 @@ def connect_loop(lab: Lab, port: int, count: int, limit: float) -> dict:
 def run(workloads: list[Workload], rounds: int, count: int, limit: float, tmp: Path,
         log: Callable[[str], None]) -> PacketResult:
     result = PacketResult()
+    await_rtnl()  # a Lab gives each of its commands 30 s
     with contextlib.ExitStack() as stack:
         labs = {(wl.ports, c): (_lab(stack, wl, c, tmp), wl.last_port)
                 for wl in workloads for c in CONTENDERS}
