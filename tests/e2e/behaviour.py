@@ -10,11 +10,15 @@ servers report the source address that arrived.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.lab import Lab
+from tests.lab import Lab, unavailable_reason
+from tests.nftnet_run import nftnet, write_config
 
 H4, H6, L4, L6 = Lab.HOST_IP4, Lab.HOST_IP6, Lab.LAN_IP4, Lab.LAN_IP6
 
@@ -196,3 +200,16 @@ def check(world: World, row: Row, v: int, column: str) -> None:
         assert seen is None, f"{row.what}: got through, the server saw {seen}"
     else:
         assert seen == want, f"{row.what}: server saw {seen}, expected {want}"
+
+
+@contextmanager
+def nftnet_world(tmp_path_factory: pytest.TempPathFactory, name: str
+                 ) -> Iterator[tuple[World, Path]]:
+    """A Lab with the table's config applied by nftnet and populated; and the state dir."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    tmp: Path = tmp_path_factory.mktemp(name)
+    with Lab() as lab:
+        nftnet(lab, "apply", "-f", str(write_config(tmp, config())), state_dir=tmp / "state")
+        yield populate(lab), tmp / "state"

@@ -6,26 +6,18 @@ The rows (and Docker 20.10's column, checked by test_export_traffic.py) are in b
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.behaviour import H4, L4, USER_RULES, Row, World, cases, check, config, populate
-from tests.lab import Lab, unavailable_reason
-from tests.nftnet_run import nftnet, write_config
+from tests.e2e.behaviour import H4, L4, USER_RULES, Row, World, cases, check, nftnet_world
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    tmp: Path = tmp_path_factory.mktemp("behaviour")
-    with Lab() as lab:
-        nftnet(lab, "apply", "-f", str(write_config(tmp, config())), state_dir=tmp / "state")
-        yield populate(lab)
+    with nftnet_world(tmp_path_factory, "behaviour") as (built, _):
+        yield built
 
 
 @pytest.mark.parametrize(("row", "v"), cases("nftnet"))

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.behaviour import H4, H6, L4, L6, World, config, populate
+from tests.e2e.behaviour import H4, H6, L4, L6, World, nftnet_world
 from tests.e2e.behaviour_again import behaviour_failures
-from tests.lab import Lab, unavailable_reason
-from tests.nftnet_run import nftnet, write_config
+from tests.nftnet_run import nftnet
 
 pytestmark = pytest.mark.e2e
 
@@ -48,13 +47,8 @@ class Host:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    tmp: Path = tmp_path_factory.mktemp("coexist")
-    with Lab() as lab:
-        nftnet(lab, "apply", "-f", str(write_config(tmp, config())), state_dir=tmp / "state")
-        yield Host(populate(lab), tmp / "state")
+    with nftnet_world(tmp_path_factory, "coexist") as (world, state):
+        yield Host(world, state)
 
 
 def test_distro_firewall_with_policy_drop(host: Host) -> None:

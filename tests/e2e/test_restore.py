@@ -12,9 +12,9 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from tests.e2e.behaviour import H4, L4, USER_RULES, World, addr, config, populate
+from tests.e2e.behaviour import H4, L4, USER_RULES, World, addr, config, nftnet_world, populate
 from tests.e2e.behaviour_again import behaviour_failures
-from tests.lab import Lab, unavailable_reason
+from tests.lab import Lab
 from tests.nftnet_run import nftnet, write_config
 
 pytestmark = pytest.mark.e2e
@@ -77,15 +77,9 @@ def lan_routes_loopback_to_host(lab: Lab) -> None:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    tmp: Path = tmp_path_factory.mktemp("restore")
-    with Lab() as lab:
-        nftnet(lab, "apply", "-f", str(write_config(tmp, config())), state_dir=tmp / "state")
-        world = populate(lab)
-        lan_routes_loopback_to_host(lab)
-        yield Host(world, tmp / "state")
+    with nftnet_world(tmp_path_factory, "restore") as (world, state):
+        lan_routes_loopback_to_host(world.lab)
+        yield Host(world, state)
 
 
 def test_the_probes_see_a_hole(host: Host) -> None:
