@@ -40,8 +40,11 @@ def _args(argv: list[str]) -> argparse.Namespace:
                    help="largest size replayed one iptables process per rule for real "
                    "(default 10,000; quick 1,000); larger sizes are extrapolated")
     p.add_argument("--packet-rounds", type=int, help="runs of the connect loop per Lab "
-                   "(default 7; quick 4)")
-    p.add_argument("--connects", type=int, default=2000, help="connects per run (default 2000)")
+                   "(default 25; quick 6)")
+    p.add_argument("--connects", type=int, default=500, help="connects per run, at most "
+                   "(default 500)")
+    p.add_argument("--run-seconds", type=float, default=2.0, help="seconds per run, at most "
+                   "(default 2)")
     p.add_argument("--note", default="", help="a line for results.md, e.g. the commit measured")
     p.add_argument("--out", type=Path, help="where results.md and bench.png go (default "
                    "tests/bench/results; quick: $TMPDIR/nftnet-bench-quick)")
@@ -51,7 +54,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
                                                   if n <= max(args.sizes)})
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.per_call_max = args.per_call_max or (1000 if args.quick else 10000)
-    args.packet_rounds = args.packet_rounds or (4 if args.quick else 7)
+    args.packet_rounds = args.packet_rounds or (6 if args.quick else 25)
     args.out = args.out or (QUICK if args.quick else RESULTS)
     return args
 
@@ -78,7 +81,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> Results:
     log("2. one change")
     chg = change.run([loads[n] for n in args.change_sizes], args.rounds + 2, tmp, log)
     log("3. connections per second")
-    pkt = packets.run(workloads, args.packet_rounds, args.connects, 10.0, tmp, log)
+    pkt = packets.run(workloads, args.packet_rounds, args.connects, args.run_seconds, tmp, log)
     log("4. peak memory")
     mem = memory.run(workloads, tmp)
     return Results(machine(), args.note, args.rounds, workloads, args.change_sizes, prog, chg, pkt,

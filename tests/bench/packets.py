@@ -5,7 +5,8 @@ or the iptables export with the same bridges and forwarding on), a LAN namespace
 container namespace, the endpoint of the last published port (the last rule of iptables'
 linear chains). The same client loop in the LAN namespace connects to 192.168.77.1:PORT,
 waits for the server's close, and records connect() latency; the server in the container
-accepts and closes. All Labs are up at once and the runs alternate between them.
+accepts and closes. All Labs are up at once and short runs alternate between them, many
+rounds: the machine's load drifts, so sizes are compared run by run within a round (paired).
 """
 
 from __future__ import annotations
@@ -60,11 +61,16 @@ print(json.dumps({"elapsed": time.perf_counter() - start, "fails": fails, "lat":
 
 @dataclass
 class PacketResult:
-    """Per (size, contender): connections per second of each run, and all latencies."""
+    """Per (size, contender): connections per second of each round's run, and all latencies."""
 
     rates: dict[tuple[int, str], list[float]] = field(default_factory=dict)
     latencies: dict[tuple[int, str], list[float]] = field(default_factory=dict)
     fails: int = 0
+
+    def paired(self, n: int, base: int, contender: str) -> list[float]:
+        """Rate at n over rate at ``base``, round by round (runs close in time)."""
+        return [a / b for a, b in zip(self.rates[(n, contender)], self.rates[(base, contender)],
+                                      strict=True)]
 
 
 def _server(stack: contextlib.ExitStack, ns: str, port: int) -> None:
@@ -110,7 +116,7 @@ def run(workloads: list[Workload], rounds: int, count: int, limit: float, tmp: P
     await_rtnl()  # a Lab gives each of its commands 30 s
     with contextlib.ExitStack() as stack:
         labs = {(wl.ports, c): (_lab(stack, wl, c, tmp), wl.last_port)
-                for wl in workloads for c in CONTENDERS}
+                for c in CONTENDERS for wl in workloads}  # a contender's sizes run back to back
         for key, (lab, port) in labs.items():
             warm = connect_loop(lab, port, 20, 10)
             if warm["fails"]:
