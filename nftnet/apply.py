@@ -15,15 +15,15 @@ from typing import Any
 
 from nftnet import names
 from nftnet.compile import HostFacts, compile_config
+from nftnet.compile.elements import published
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
-from nftnet.config.publish import expand
 from nftnet.effective import after_apply, merge, port_key, wildcard_key
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
-from nftnet.nft.generation import generation
+from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft, user_chain_rules
 from nftnet.nft.objects import Json
 from nftnet.plan import describe_changes
@@ -87,34 +87,15 @@ def desired(config: Config, prev: State | None, host: HostFacts | None = None) -
     if host is None:
         host, to_enable = host_facts(config, prev)
     batch = compile_config(config, host, user_rules_json(config, host)).to_json()
-    digest = hashlib.sha256(json.dumps(batch, sort_keys=True).encode()).hexdigest()
+    # The compiler's output order is deterministic: no need to sort 100,000 keys to hash it.
+    digest = hashlib.sha256(json.dumps(batch, separators=(",", ":")).encode()).hexdigest()
     return Desired(config, host, batch, digest, to_enable)
 
 
-def fingerprint(listing: list[Json] | None) -> tuple[str, str]:
-    """Digests of nftnet's table as the kernel lists it, blind to handles and counters.
-
-    The first covers everything but the user chain's rules, the second those rules, so that
-    hand-added user rules do not count as drift when the config leaves the chain to people.
-    """
-    if listing is None:
-        return "", ""
-    parts: tuple[list[Any], list[Any]] = ([], [])
-    for o in listing:
-        parts[o.get("rule", {}).get("chain") == names.USER_CHAIN].append(without_volatile(o))
-    ours, user = (hashlib.sha256(json.dumps(p, sort_keys=True).encode()).hexdigest() for p in parts)
-    return ours, user
-
-
-def without_volatile(obj: Any) -> Any:
-    """A listed object without what changes by itself or on every rewrite: handles, counters."""
-    if isinstance(obj, dict):
-        if "counter" in obj and len(obj) == 1:
-            return {"counter": None}
-        return {k: without_volatile(v) for k, v in obj.items() if k != "handle"}
-    if isinstance(obj, list):
-        return [without_volatile(v) for v in obj]
-    return obj
+def unchanged_since(state: State) -> bool:
+    """Whether the ruleset is exactly as nftnet's last change left it: no commit since, by
+    anyone. Proven by the generation alone: listing a 50,000-element table costs seconds."""
+    return state.generation is not None and generation() == state.generation
 
 
 def bridge_specs(config: Config) -> list[bridges.BridgeSpec]:
@@ -149,16 +130,16 @@ def effective_config(declared: dict[str, Any], runtime: dict[str, Any]) -> Confi
     return parse_config(json.dumps(merge(declared, runtime)), "config + runtime changes")
 
 
-def port_index(config: Config) -> dict[str, str]:
-    """Who holds each host binding, for runtime commands' clash checks without a re-parse."""
-    index: dict[str, str] = {}
-    for ep in config.endpoints.values():
-        for spec in ep.publish:
-            for m in expand(spec, ep, config.networks[ep.network]):
-                index[port_key(m)] = index[f"any|{wildcard_key(m)}"] = (
-                    f"endpoint {ep.name} ({spec.text})"
-                )
-    return index
+def port_index(config: Config) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Who holds each host binding, and the holders of bindings to one address by port
+    (``State.ports``, ``State.specific``): runtime commands' clash checks without a re-parse."""
+    ports: dict[str, str] = {}
+    specific: dict[str, list[str]] = {}
+    for name, spec, m in published(config):
+        holder = ports[port_key(m)] = f"endpoint {name} ({spec.text})"
+        if m.host_ip is not None:
+            specific.setdefault(wildcard_key(m), []).append(holder)
+    return ports, specific
 
 
 class Applier:
@@ -177,7 +158,7 @@ class Applier:
             has_runtime = any(runtime.values())
             config = effective_config(declared_raw, runtime) if has_runtime else declared
             want = desired(config, prev)
-            drift = prev is not None and not self._unchanged_since(prev, config)
+            drift = prev is not None and not unchanged_since(prev)
             if (prev is not None and not drift and prev.batch_hash == want.batch_hash
                     and links_in_place(config)):
                 return Result(False, ["no changes: the kernel already matches the config"])
@@ -193,6 +174,7 @@ class Applier:
         state. Links made here are undone if the kernel refuses the batch."""
         user_chain, batch = self._user_chain(want, prev)
         created = self._links(want)
+        before = generation()
         try:
             self.nft.run(batch)
         except NftnetError:
@@ -202,9 +184,8 @@ class Applier:
                                    if getattr(want.host, f"guard_forward{v}")}
         base.created_bridges = sorted(set(prev.created_bridges if prev else []) | set(created))
         base.batch_hash = want.batch_hash
-        base.fingerprint = list(fingerprint(self.nft.list()))
-        base.generation = generation()
-        base.ports = port_index(want.config)
+        base.generation = after_one_commit(before)
+        base.ports, base.specific = port_index(want.config)
         base.user_chain = user_chain if want.config.user_rules is None else None
         self.state_dir.save(base)
         self.state_dir.abort()
@@ -234,13 +215,6 @@ class Applier:
         self.converge(desired(config, prev), prev, pending)
         return True
 
-    def _unchanged_since(self, prev: State, config: Config) -> bool:
-        """Whether nftnet's table is as the last apply left it: at once when no batch was
-        committed since, else by comparing a listing with the saved fingerprint."""
-        if prev.generation is not None and generation() == prev.generation:
-            return True
-        return matches_state(prev, fingerprint(self.nft.list()), config)
-
     def _links(self, want: Desired) -> list[str]:
         created = bridges.ensure_bridges(bridge_specs(want.config))
         try:
@@ -256,15 +230,6 @@ class Applier:
         for v in want.forwarding_to_enable:
             sysctl.write(FORWARD_KEYS[v], "0")
         bridges.delete_links(created)
-
-
-def matches_state(state: State, kernel_fp: tuple[str, str], config: Config) -> bool:
-    """Whether the kernel still holds what nftnet last applied (the user chain only counts
-    when the config manages it). A runtime change leaves no fingerprint: no match."""
-    if not state.fingerprint:
-        return False
-    ours, user = state.fingerprint
-    return kernel_fp[0] == ours and (config.user_rules is None or kernel_fp[1] == user)
 
 
 def interface_sysctls(config: Config) -> dict[str, str]:

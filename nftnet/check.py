@@ -21,11 +21,9 @@ from nftnet.apply import (
     bridge_specs,
     desired,
     effective_config,
-    fingerprint,
     interface_sysctls,
-    matches_state,
     needs_forwarding,
-    without_volatile,
+    unchanged_since,
 )
 from nftnet.compile import HostFacts
 from nftnet.config.model import Config
@@ -108,8 +106,8 @@ def table_drift(state: State, config: Config, nft: LibNft, report: Report) -> No
     if config.user_rules is None:
         report.notes.append(f"chain {names.USER_CHAIN}: {len(user_chain_rules(live))} rule(s), "
                             "people's (the config has no user_rules): not compared")
-    if matches_state(state, fingerprint(live), config):
-        return  # as nftnet left it: no scratch namespace needed
+    if unchanged_since(state):
+        return  # no commit since nftnet's own: no scratch namespace needed
     want = _Index(scratch.listing(desired(config, state, recorded_host(state)).batch))
     have = _Index(live)
     report.drift += _chain_drift(want, have)
@@ -122,6 +120,17 @@ def table_drift(state: State, config: Config, nft: LibNft, report: Report) -> No
     report.drift += _set_drift(want, have)
     report.notes += [f"{have.sets[n][0]} {n}: not nftnet's, left alone" for n in have.sets
                      if n not in want.sets]
+
+
+def without_volatile(obj: Any) -> Any:
+    """A listed object without what changes by itself or on every rewrite: handles, counters."""
+    if isinstance(obj, dict):
+        if "counter" in obj and len(obj) == 1:
+            return {"counter": None}
+        return {k: without_volatile(v) for k, v in obj.items() if k != "handle"}
+    if isinstance(obj, list):
+        return [without_volatile(v) for v in obj]
+    return obj
 
 
 class _Index:

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from nftnet import names
-from nftnet.compile.elements import mappings, sort_key
+from nftnet.compile.elements import mappings
 from nftnet.config.model import Config, PortMapping
 
 SHOW_AT_MOST = 20
@@ -30,10 +30,16 @@ def _diff(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return out
 
 
-def _limited(lines: list[str]) -> list[str]:
-    if len(lines) <= SHOW_AT_MOST:
+def _limited(lines: list[str], total: int | None = None) -> list[str]:
+    total = len(lines) if total is None else total
+    if total <= SHOW_AT_MOST:
         return lines
-    return [*lines[:SHOW_AT_MOST], f"  ... and {len(lines) - SHOW_AT_MOST} more"]
+    return [*lines[:SHOW_AT_MOST], f"  ... and {total - SHOW_AT_MOST} more"]
+
+
+def _ports(sign: str, maps: list[PortMapping]) -> list[str]:
+    """Formats only the lines shown: a first apply adds tens of thousands."""
+    return _limited([f"{sign} port {format_port(m)}" for m in maps[:SHOW_AT_MOST]], len(maps))
 
 
 def describe_changes(old: Config | None, new: Config, kernel_drift: bool = False) -> list[str]:
@@ -45,11 +51,12 @@ def describe_changes(old: Config | None, new: Config, kernel_drift: bool = False
     elif kernel_drift:
         out.append("! the kernel changed since nftnet's last full apply: nftnet's table is "
                    "rewritten")
-    out += _diff("network", base.networks, new.networks)
-    out += _diff("endpoint", base.endpoints, new.endpoints)
-    before, after = set(mappings(base)), set(mappings(new))
-    out += _limited([f"+ port {format_port(m)}" for m in sorted(after - before, key=sort_key)])
-    out += _limited([f"- port {format_port(m)}" for m in sorted(before - after, key=sort_key)])
+    out += _limited(_diff("network", base.networks, new.networks))
+    out += _limited(_diff("endpoint", base.endpoints, new.endpoints))
+    old_maps, new_maps = mappings(base), mappings(new)  # each in a stable order already
+    before, after = set(old_maps), set(new_maps)
+    out += _ports("+", [m for m in new_maps if m not in before])
+    out += _ports("-", [m for m in old_maps if m not in after])
     if new.user_rules is not None and new.user_rules != base.user_rules:
         out.append(f"~ user chain: replaced by the {len(new.user_rules)} rule(s) of user_rules")
     return out or ["nothing in the config changed; the kernel is brought back in line"]

@@ -4,6 +4,10 @@ Each change touches only map elements and that endpoint's links, in one transact
 else is applied. The state is read raw and indexed (``State.ports``) so that a change costs
 the same with 10 or 20,000 ports. Journal: the next state is written first, the kernel
 changed, then the state committed; a crash in between is completed by the next command.
+
+Publishing and unpublishing are the commands scripts run most: their path imports neither
+marshmallow (stored entries were validated when recorded) nor pyroute2 nor the full applier,
+which the other commands import where they use them.
 """
 
 from __future__ import annotations
@@ -12,29 +16,47 @@ import copy
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_interface
-from typing import Any
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_interface
+from typing import TYPE_CHECKING, Any
 
-from nftnet.apply import Applier, desired, effective_config
 from nftnet.compile.elements import port_elements
 from nftnet.config.checks import host_problem
-from nftnet.config.load import load_entry
+from nftnet.config.dump import stored_binding, stored_endpoint
 from nftnet.config.model import Endpoint, IPAddress, Network, PortMapping, PublishSpec
 from nftnet.config.publish import expand, parse_publish
 from nftnet.effective import port_key, wildcard_key
 from nftnet.errors import ConfigError, NftnetError
-from nftnet.link import bridges, veth
-from nftnet.nft.generation import generation
+from nftnet.nft.generation import after_one_commit, generation
+from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Elements
 from nftnet.nft.transaction import Transaction
 from nftnet.plan import format_port
-from nftnet.state import State, StateDir
+from nftnet.state import State, StateDir, runtime_change
+
+if TYPE_CHECKING:
+    from nftnet.apply import Applier
+    from nftnet.link.veth import VethSpec
 
 
 class Runtime:
     def __init__(self, state_dir: StateDir, applier: Applier | None = None) -> None:
         self.state_dir = state_dir
-        self.applier = applier or Applier(state_dir)
+        self._applier = applier
+        self.nft = applier.nft if applier else LibNft()
+
+    @property
+    def applier(self) -> Applier:
+        """The full applier, for healing and network changes (imported on first use)."""
+        if self._applier is None:
+            from nftnet.apply import Applier
+
+            self._applier = Applier(self.state_dir, self.nft)
+        return self._applier
+
+    def recover(self) -> None:
+        """Complete a change a killed nftnet left pending (a file check when there is none)."""
+        if self.state_dir.pending() is not None:
+            self.applier.recover()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -53,21 +75,19 @@ class Runtime:
             return declared[name], False
         raise ConfigError([f"no {kind[:-1]} {name!r}"])
 
-    def endpoint(self, state: State, name: str) -> tuple[Endpoint, Network]:
+    def endpoint(self, state: State, name: str) -> tuple[Endpoint, IPv4Address]:
+        """The endpoint with its effective ports, and its network's host binding."""
         raw, _ = self.entry(state, "endpoints", name)
         net_raw, _ = self.entry(state, "networks", raw["network"])
-        ep = load_entry("endpoints", name, _published(state, name, raw))
-        net = load_entry("networks", raw["network"], net_raw)
-        assert isinstance(ep, Endpoint) and isinstance(net, Network)
-        return ep, net
+        return stored_endpoint(name, _published(state, name, raw)), stored_binding(net_raw)
 
     # -- ports -----------------------------------------------------------------------------
 
     def publish(self, name: str, texts: list[str]) -> list[str]:
         """Publish ports of endpoint ``name``; ConfigError names a clash and its holder."""
         def change(state: State) -> tuple[Transaction, list[str]]:
-            ep, net = self.endpoint(state, name)
-            maps = _claim(state, ep, net, [_spec(t, i) for i, t in enumerate(texts)])
+            ep, binding = self.endpoint(state, name)
+            maps = _claim(state, ep, binding, [_spec(t, i) for i, t in enumerate(texts)])
             raw, is_runtime = self.entry(state, "endpoints", name)
             target = raw.setdefault("publish", []) if is_runtime else \
                 state.runtime["publish"].setdefault(name, [])
@@ -75,11 +95,11 @@ class Runtime:
                 _discard(state.runtime["unpublish"].get(name, []), text)
                 target.append(text)
             return _elements_tx(maps, "add"), [f"+ port {m}" for m in _show(maps)]
-        return self._change(change)
+        return self._change(name, change)
 
     def unpublish(self, name: str, texts: list[str]) -> list[str]:
         def change(state: State) -> tuple[Transaction, list[str]]:
-            ep, net = self.endpoint(state, name)
+            ep, binding = self.endpoint(state, name)
             raw, is_runtime = self.entry(state, "endpoints", name)
             maps: list[PortMapping] = []
             for i, text in enumerate(texts):
@@ -87,19 +107,22 @@ class Runtime:
                 held = next((p for p in ep.publish if _same(p, spec)), None)
                 if held is None:
                     raise ConfigError([f"publish[{i}]: endpoint {name} does not publish {text}"])
-                maps += _release(state, expand(held, ep, net))
+                maps += _release(state, expand(held, ep, binding))
                 runtime_list = raw.get("publish", []) if is_runtime else \
                     state.runtime["publish"].get(name, [])
                 if not _discard(runtime_list, held.text):
                     state.runtime["unpublish"].setdefault(name, []).append(held.text)
             return _elements_tx(maps, "delete"), [f"- port {m}" for m in _show(maps)]
-        return self._change(change)
+        return self._change(name, change)
 
     # -- endpoints -------------------------------------------------------------------------
 
     def attach(self, name: str, network: str, netns: str, ipv4: str, ipv6: str | None,
                publish: list[str], ifname: str) -> list[str]:
-        made: list[veth.VethSpec] = []
+        from nftnet.config.load import load_entry
+        from nftnet.link import veth
+
+        made: list[VethSpec] = []
 
         def change(state: State) -> tuple[Transaction, list[str]]:
             if name in state.runtime["endpoints"] or name in (state.config.get("endpoints")
@@ -111,7 +134,7 @@ class Runtime:
             raw = {"network": network, **_addresses(state, net, ipv4, ipv6), "publish": publish}
             ep = load_entry("endpoints", name, raw)
             assert isinstance(ep, Endpoint)
-            maps = _claim(state, ep, net, list(ep.publish))
+            maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish))
             spec = _veth_spec(name, net, ep, netns, ifname)
             state.runtime["endpoints"][name] = {**raw, "netns": netns, "ifname": ifname,
                                                 "host_ifname": spec.host_ifname}
@@ -122,31 +145,33 @@ class Runtime:
             return _elements_tx(maps, "add"), lines + [f"+ port {m}" for m in _show(maps)]
 
         try:
-            return self._change(change)
+            return self._change(name, change)
         except NftnetError:
             for spec in made:
                 veth.detach(spec.host_ifname)
             raise
 
     def detach(self, name: str) -> list[str]:
+        from nftnet.link import veth
+
         def change(state: State) -> tuple[Transaction, list[str]]:
             raw, is_runtime = self.entry(state, "endpoints", name)
             if not is_runtime:
                 raise ConfigError([f"endpoint {name} is declared in the config file; remove it "
                                    "there and apply"])
-            ep, net = self.endpoint(state, name)
-            maps = _release(state, [m for spec in ep.publish for m in expand(spec, ep, net)])
+            ep, binding = self.endpoint(state, name)
+            maps = _release(state, [m for spec in ep.publish for m in expand(spec, ep, binding)])
             del state.runtime["endpoints"][name]
             state.runtime["publish"].pop(name, None)
             veth.detach(raw["host_ifname"])
             return _elements_tx(maps, "delete"), [f"- endpoint {name}"]
-        return self._change(change)
+        return self._change(name, change)
 
     # -- networks (rare: a full apply, so bridges, sysctls and sets all follow) -----------
 
     def create_network(self, name: str, raw: dict[str, Any]) -> list[str]:
         with self.state_dir.locked():
-            self.applier.recover()
+            self.recover()
             prev = self.state_dir.load()
             state = copy.deepcopy(prev) if prev else State(config={"version": 1})
             if name in state.runtime["networks"] or name in (state.config.get("networks") or {}):
@@ -156,8 +181,10 @@ class Runtime:
             return [f"+ network {name}"]
 
     def remove_network(self, name: str, force: bool) -> list[str]:
+        from nftnet.link import bridges, veth
+
         with self.state_dir.locked():
-            self.applier.recover()
+            self.recover()
             prev = self.state()
             state = copy.deepcopy(prev)
             _, is_runtime = self.entry(state, "networks", name)
@@ -186,25 +213,29 @@ class Runtime:
             return [*lines, f"- network {name}"]
 
     def _converge(self, state: State, prev: State | None) -> None:
+        from nftnet.apply import desired, effective_config
+
         config = effective_config(state.config, state.runtime)
         self.applier.converge(desired(config, prev), prev, state)
 
     # -- the journal -----------------------------------------------------------------------
 
-    def _change(self, change: Callable[[State], tuple[Transaction, list[str]]]) -> list[str]:
-        """Apply one small change under the lock, through the journal; heal first if needed."""
+    def _change(self, endpoint: str, change: Callable[[State], tuple[Transaction, list[str]]]
+                ) -> list[str]:
+        """Apply one small change to ``endpoint`` under the lock, through the journal; heal
+        first if needed."""
         with self.state_dir.locked():
-            self.applier.recover()
+            self.recover()
             state = self.state()
-            fresh = state.generation is not None and generation() == state.generation
+            before = generation()
+            fresh = state.generation is not None and before == state.generation
             tx, lines = change(state)
-            state.fingerprint = []
-            self.state_dir.begin(state)
+            self.state_dir.begin(runtime_change(state, endpoint))
             try:
                 if fresh:
-                    self.applier.nft.run(tx.to_json())
+                    self.nft.run(tx.to_json())
                     self.state_dir.commit()
-                    self.state_dir.save_generation(generation())
+                    self.state_dir.save_generation(after_one_commit(before))
                 else:  # the kernel changed behind nftnet's back: rewrite the whole table
                     self.applier.recover()
             except NftnetError:
@@ -241,23 +272,28 @@ def _published(state: State, name: str, raw: dict[str, Any]) -> dict[str, Any]:
         "publish": publish}
 
 
-def _claim(state: State, ep: Endpoint, net: Network, specs: list[PublishSpec]
+def _claim(state: State, ep: Endpoint, binding: IPv4Address, specs: list[PublishSpec]
            ) -> list[PortMapping]:
     """Expand ``specs`` and record them in the port index; ConfigError on a clash."""
     maps: list[PortMapping] = []
     for i, spec in enumerate(specs):
         try:
-            expanded = expand(spec, ep, net)
+            expanded = expand(spec, ep, binding)
         except ValueError as e:
             raise ConfigError([f"publish[{i}]: {e}"]) from None
         for m in expanded:
-            key, any_key = port_key(m), f"any|{wildcard_key(m)}"
-            holder = state.ports.get(any_key) if m.host_ip is None else (
-                state.ports.get(key) or state.ports.get(wildcard_key(m)))
+            key, port = port_key(m), wildcard_key(m)
+            holder = state.ports.get(key) or (
+                next(iter(state.specific.get(port, [])), None) if m.host_ip is None
+                else state.ports.get(port))
             if holder:
                 raise ConfigError([f"publish[{i}]: {m.proto} port {m.host_port} is already "
                                    f"published by {holder}"])
-            state.ports[key] = state.ports[any_key] = f"endpoint {ep.name} ({spec.text})"
+            holder = state.ports[key] = f"endpoint {ep.name} ({spec.text})"
+            state.changed_index.add(("ports", key))
+            if m.host_ip is not None:
+                state.specific[port] = [*state.specific.get(port, []), holder]
+                state.changed_index.add(("specific", port))
         maps += expanded
     return maps
 
@@ -265,8 +301,16 @@ def _claim(state: State, ep: Endpoint, net: Network, specs: list[PublishSpec]
 def _release(state: State, maps: list[PortMapping]) -> list[PortMapping]:
     """Free the host bindings of ``maps`` in the port index."""
     for m in maps:
-        state.ports.pop(port_key(m), None)
-        state.ports.pop(f"any|{wildcard_key(m)}", None)
+        key, port = port_key(m), wildcard_key(m)
+        holder = state.ports.pop(key, None)
+        state.changed_index.add(("ports", key))
+        holders = state.specific.get(port, [])
+        if m.host_ip is not None and holder in holders:
+            holders = [h for h in holders if h != holder]
+            state.specific[port] = holders
+            if not holders:
+                del state.specific[port]
+            state.changed_index.add(("specific", port))
     return maps
 
 
@@ -321,11 +365,12 @@ def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None) -> dict[
     return out
 
 
-def _veth_spec(name: str, net: Network, ep: Endpoint, netns: str, ifname: str
-               ) -> veth.VethSpec:
+def _veth_spec(name: str, net: Network, ep: Endpoint, netns: str, ifname: str) -> VethSpec:
+    from nftnet.link.veth import VethSpec
+
     addrs = tuple(ip_interface(f"{a}/{s.prefixlen}") for a, s in ((ep.ipv4, net.subnet4),
                   (ep.ipv6, net.subnet6)) if a is not None and s is not None)
     gateways = tuple(str(g) for g, a in ((net.gateway4, ep.ipv4), (net.gateway6, ep.ipv6))
                      if g is not None and a is not None)
     host = "nv" + hashlib.sha256(name.encode()).hexdigest()[:11]
-    return veth.VethSpec(net.bridge, host, netns, ifname, net.mtu, addrs, gateways)
+    return VethSpec(net.bridge, host, netns, ifname, net.mtu, addrs, gateways)

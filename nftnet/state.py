@@ -1,18 +1,25 @@
 """The only module that touches nftnet's files: the state directory, under an exclusive lock.
 
 Layout of ``--state-dir`` (default /var/lib/nftnet):
-  state.json  what nftnet last applied: the declared config (file format, from apply -f), what
-              runtime commands added (endpoint attach, port publish, network create), the host
-              facts it relied on, the bridges it created, a fingerprint of the kernel table it
-              left, and the user chain's rules as they were at nftnet's last change
-  generation  the kernel ruleset generation right after nftnet's last change (a small file of
-              its own, so that recording it never rewrites the state)
-  state.pending.json
-              the next state, written before a change reaches the kernel and renamed over
-              state.json after: a crash in between is completed by the next command
+  state.json  a snapshot of what nftnet applied: the declared config (file format, from apply
+              -f), what runtime commands added (endpoint attach, port publish, network
+              create), the host facts it relied on, the bridges it created, and the user
+              chain's rules as they were at nftnet's last change
+  changes.jsonl
+              runtime changes of one endpoint each (attach, detach, publish, unpublish) since
+              that snapshot, one JSON line each: appending a line costs the same with 10 or
+              50,000 ports, where rewriting the snapshot grows with them. Each line names its
+              snapshot; the next full write folds the lines in and starts a new snapshot
+  change.pending.json
+              a runtime change written before it reaches the kernel and appended to the
+              journal after: a crash in between is completed by the next command
+  generation  the kernel ruleset generation right after nftnet's last change, when it proves
+              that change was the only one (nft/generation.py; a small file of its own, so
+              that recording it never rewrites the state)
   lock        flock'ed for the whole of every command that reads or changes state
   error.log   tracebacks of unexpected errors (exit 3)
-Writes are atomic: a temp file is fsync'ed and renamed over the old one.
+Writes are atomic: a temp file is fsync'ed and renamed over the old one, or a line is appended
+and fsync'ed (a torn last line was never committed and is ignored).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -30,8 +38,12 @@ from nftnet.errors import StateError
 
 DEFAULT_DIR = "/var/lib/nftnet"
 STATE_FILE = "state.json"
-PENDING_FILE = "state.pending.json"
+JOURNAL_FILE = "changes.jsonl"
+PENDING_FILE = "change.pending.json"
+OLD_PENDING_FILE = "state.pending.json"  # before the journal: removed with the rest
 GENERATION_FILE = "generation"
+COMPACT_AFTER = 1 << 18  # bytes of journal after which a commit writes a new snapshot
+RUNTIME_SECTIONS = ("endpoints", "publish", "unpublish")  # what a runtime change touches
 LOCK_FILE = "lock"
 ERROR_LOG = "error.log"
 
@@ -44,13 +56,45 @@ def empty_runtime() -> dict[str, Any]:
 class State:
     config: dict[str, Any]
     runtime: dict[str, Any] = field(default_factory=empty_runtime)
-    ports: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, str] = field(default_factory=dict)  # binding (effective.port_key) -> holder
+    # wildcard_key -> holders of bindings to one address on that port: a wildcard clashes
+    specific: dict[str, list[str]] = field(default_factory=dict)
     user_chain: list[Any] | None = None
     forwarding_enabled: dict[str, bool] = field(default_factory=dict)
     created_bridges: list[str] = field(default_factory=list)
     batch_hash: str = ""
-    fingerprint: list[str] = field(default_factory=list)
-    generation: int | None = None
+    snapshot: str = ""  # id of the snapshot; journal lines of another snapshot do not apply
+    generation: str | None = None  # kept in its own file
+    # (index, key) of ``ports`` and ``specific`` changed by the change under way; not kept
+    changed_index: set[tuple[str, str]] = field(default_factory=set)
+
+
+def runtime_change(state: State, endpoint: str) -> dict[str, Any]:
+    """A journal record of a runtime change to one endpoint: its runtime entries and the
+    port-index keys the change touched, as they now are in ``state`` (None: deleted)."""
+    index: dict[str, dict[str, Any]] = {"ports": {}, "specific": {}}
+    for name, key in sorted(state.changed_index):
+        index[name][key] = getattr(state, name).get(key)
+    return {"snapshot": state.snapshot, "endpoint": endpoint,
+            "runtime": {s: state.runtime[s].get(endpoint) for s in RUNTIME_SECTIONS},
+            "index": index}
+
+
+def replay(state: State, change: dict[str, Any]) -> None:
+    """Set what a journal record says; setting, never adding, so replaying twice is harmless."""
+    for section, value in change["runtime"].items():
+        entries = state.runtime[section]
+        if value is None:
+            entries.pop(change["endpoint"], None)
+        else:
+            entries[change["endpoint"]] = value
+    for name, changed in change["index"].items():
+        index = getattr(state, name)
+        for key, value in changed.items():
+            if value is None:
+                index.pop(key, None)
+            else:
+                index[key] = value
 
 
 class StateDir:
@@ -72,24 +116,56 @@ class StateDir:
             os.close(fd)
 
     def load(self) -> State | None:
+        """The snapshot with the journal's changes replayed."""
         state = self._read(STATE_FILE)
-        if state is not None:
-            try:
-                state.generation = int((self.path / GENERATION_FILE).read_text())
-            except (OSError, ValueError):
-                state.generation = None
+        if state is None:
+            return None
+        for change in self._journal():
+            if change.get("snapshot") == state.snapshot:
+                replay(state, change)
+        try:
+            state.generation = (self.path / GENERATION_FILE).read_text().strip() or None
+        except OSError:
+            state.generation = None
         return state
 
-    def save_generation(self, generation: int | None) -> None:
+    def _journal(self) -> list[dict[str, Any]]:
+        try:
+            lines = (self.path / JOURNAL_FILE).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise StateError(f"cannot read {self.path / JOURNAL_FILE}: {e.strerror}") from None
+        out = []
+        for i, line in enumerate(lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                if i < len(lines) - 1:  # only the last line may be torn (never committed)
+                    raise StateError(f"{self.path / JOURNAL_FILE}:{i + 1}: not JSON") from None
+        return out
+
+    def save_generation(self, generation: str | None) -> None:
         """Record the generation after nftnet's own change (None: unknown, forget it)."""
         if generation is None:
             (self.path / GENERATION_FILE).unlink(missing_ok=True)
         else:
-            self._write(GENERATION_FILE, str(generation))
+            self._write(GENERATION_FILE, generation)
 
     def pending(self) -> State | None:
-        """A change that was begun but not committed (the process died in between)."""
-        return self._read(PENDING_FILE)
+        """The state with a runtime change that was begun but not committed (the process
+        died in between) replayed; None when there is none."""
+        try:
+            change = json.loads((self.path / PENDING_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise StateError(f"cannot read {self.path / PENDING_FILE}: {e}") from None
+        state = self.load()
+        if state is None or change.get("snapshot") != state.snapshot:
+            return None  # begun on a snapshot since replaced: the full write superseded it
+        replay(state, change)
+        return state
 
     def _read(self, name: str) -> State | None:
         try:
@@ -98,28 +174,44 @@ class StateDir:
             return None
         except (OSError, ValueError) as e:
             raise StateError(f"cannot read {self.path / name}: {e}") from None
-        return State(**data)
+        known = {f.name for f in fields(State)} - {"changed_index"}  # drops older versions'
+        return State(**{k: v for k, v in data.items() if k in known})
 
     def save(self, state: State) -> None:
+        """Write a new snapshot of the whole state; the journal and a pending change, folded
+        into it, go."""
+        state.snapshot = uuid.uuid4().hex
         self._write(STATE_FILE, _dumps(state))
+        for name in (JOURNAL_FILE, PENDING_FILE):
+            (self.path / name).unlink(missing_ok=True)
         self.save_generation(state.generation)
 
-    def begin(self, state: State) -> None:
-        """Record the next state before the kernel is changed (the generation is forgotten
-        until the change is committed)."""
+    def begin(self, change: dict[str, Any]) -> None:
+        """Record a runtime change (``runtime_change``) before the kernel is changed; the
+        generation is forgotten until the change is committed."""
         self.save_generation(None)
-        self._write(PENDING_FILE, _dumps(state))
+        self._write(PENDING_FILE, json.dumps(change, separators=(",", ":")))
 
     def commit(self) -> None:
-        """The kernel holds the pending state: make it the state."""
+        """The kernel holds the pending change: append it to the journal."""
+        journal = self.path / JOURNAL_FILE
         try:
-            os.replace(self.path / PENDING_FILE, self.path / STATE_FILE)
+            line = (self.path / PENDING_FILE).read_text()
+            with open(journal, "a") as f:
+                f.write(line + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            (self.path / PENDING_FILE).unlink()
             self._sync_dir()
+            big = journal.stat().st_size > COMPACT_AFTER
         except OSError as e:
-            raise StateError(f"cannot commit {self.path / PENDING_FILE}: {e.strerror}") from None
+            raise StateError(f"cannot commit to {journal}: {e.strerror}") from None
+        state = self.load() if big else None
+        if state is not None:  # fold the journal into a new snapshot now and then
+            self.save(state)
 
     def abort(self) -> None:
-        """The kernel refused the change: forget the pending state."""
+        """The kernel refused the change: forget it."""
         (self.path / PENDING_FILE).unlink(missing_ok=True)
 
     def _write(self, name: str, text: str) -> None:
@@ -145,7 +237,8 @@ class StateDir:
     def remove(self) -> bool:
         """Delete every file nftnet keeps here (teardown), then the directory; False when it
         holds files of someone else's and stays. Call with the lock held: its file goes too."""
-        for name in (STATE_FILE, PENDING_FILE, GENERATION_FILE, ERROR_LOG, LOCK_FILE):
+        for name in (STATE_FILE, JOURNAL_FILE, PENDING_FILE, OLD_PENDING_FILE, GENERATION_FILE,
+                     ERROR_LOG, LOCK_FILE):
             for path in (self.path / name, (self.path / name).with_suffix(".tmp")):
                 path.unlink(missing_ok=True)
         try:
@@ -169,5 +262,6 @@ class StateDir:
 
 def _dumps(state: State) -> str:
     # Not dataclasses.asdict: it deep-copies tens of thousands of entries first.
-    fields_ = {f.name: getattr(state, f.name) for f in fields(state) if f.name != "generation"}
+    fields_ = {f.name: getattr(state, f.name) for f in fields(state)
+               if f.name not in ("generation", "changed_index")}
     return json.dumps(fields_, separators=(",", ":"))

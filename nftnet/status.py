@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nftnet.apply import effective_config, fingerprint, matches_state
+from nftnet.apply import effective_config, unchanged_since
 from nftnet.compile.elements import mappings
 from nftnet.link import bridges
 from nftnet.nft.libnft import LibNft
@@ -44,7 +44,9 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
         })
     return {
         "applied": True,
-        "in_sync": listing is not None and matches_state(state, fingerprint(listing), config),
+        # True: nothing committed since nftnet's last change; False: the table is gone; None:
+        # another program committed since (nftnet check compares the table).
+        "in_sync": False if listing is None else (True if unchanged_since(state) else None),
         "networks": networks,
         "endpoints": [
             {"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),
@@ -64,7 +66,9 @@ def _table(rows: list[list[str]]) -> str:
 def format_status(status: dict[str, Any]) -> str:
     if not status["applied"]:
         return "nothing applied yet (run nftnet apply -f FILE)"
-    parts = [f"kernel in sync with the last apply: {'yes' if status['in_sync'] else 'NO'}", ""]
+    sync = {True: "yes", False: "NO (table inet nftnet is gone)",
+            None: "unknown: the ruleset changed since (nftnet check compares)"}
+    parts = [f"kernel in sync with the last apply: {sync[status['in_sync']]}", ""]
     parts.append(_table([["NETWORK", "BRIDGE", "STATE", "SUBNETS", "ICC", "MASQ", "INTERNAL"]] + [
         [n["name"], n["bridge"], n["bridge_state"], ",".join(n["subnets"]), str(n["icc"]),
          str(n["masquerade"]), str(n["internal"])] for n in status["networks"]]))

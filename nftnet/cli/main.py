@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 
 import click
 
-from nftnet.cli.commands import apply_cmd, plan_cmd, render_cmd, status_cmd
-from nftnet.cli.lifecycle_cmds import check_cmd, restore_cmd, teardown_cmd
-from nftnet.cli.runtime_cmds import endpoint_group, network_group, port_group
-from nftnet.cli.user_cmd import user_group
 from nftnet.errors import EXIT_BUG, EXIT_INTERRUPTED, NftnetError
 from nftnet.state import DEFAULT_DIR, StateDir
+
+# Each command's module is imported only when that command runs (or help lists it): a
+# `port publish` must not pay for marshmallow, pyroute2 and the compiler at start-up.
+COMMANDS = {
+    "apply": "nftnet.cli.commands:apply_cmd",
+    "plan": "nftnet.cli.commands:plan_cmd",
+    "render": "nftnet.cli.commands:render_cmd",
+    "status": "nftnet.cli.commands:status_cmd",
+    "check": "nftnet.cli.lifecycle_cmds:check_cmd",
+    "restore": "nftnet.cli.lifecycle_cmds:restore_cmd",
+    "teardown": "nftnet.cli.lifecycle_cmds:teardown_cmd",
+    "endpoint": "nftnet.cli.runtime_cmds:endpoint_group",
+    "port": "nftnet.cli.runtime_cmds:port_group",
+    "network": "nftnet.cli.runtime_cmds:network_group",
+    "user": "nftnet.cli.user_cmd:user_group",
+}
+PLUGIN_GROUP = "nftnet.commands"  # compat's import and export; nftnet never imports compat
+
+
+def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points
+
+    return {p.name: p.value for p in entry_points(group=PLUGIN_GROUP)}
+
+
+class LazyGroup(click.Group):
+    """Commands by import path, loaded on first use; plugins looked up only when a name is
+    not one of nftnet's own (entry-point discovery alone costs tens of milliseconds)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS | _plugins())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name) or _plugins().get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
 EPILOG = """\b
 Exit codes:
@@ -25,7 +60,7 @@ Exit codes:
 """
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--state-dir", envvar="NFTNET_STATE_DIR", default=DEFAULT_DIR, show_default=True,
               type=click.Path(file_okay=False), help="Where nftnet keeps what it applied "
               "(env NFTNET_STATE_DIR).")
@@ -40,13 +75,6 @@ def cli(ctx: click.Context, state_dir: str) -> None:
     """
     ctx.obj = StateDir(state_dir)
 
-
-for command in (apply_cmd, plan_cmd, render_cmd, status_cmd, check_cmd, restore_cmd,
-                teardown_cmd, endpoint_group, port_group, network_group, user_group):
-    cli.add_command(command)
-# Commands of installed plugins (compat's import and export), loaded without importing them here.
-for plugin in entry_points(group="nftnet.commands"):
-    cli.add_command(plugin.load(), plugin.name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

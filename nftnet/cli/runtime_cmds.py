@@ -1,4 +1,6 @@
-"""Runtime commands: endpoints, ports and networks changed one at a time, without a rebuild."""
+"""Runtime commands: endpoints, ports and networks changed one at a time, without a rebuild.
+
+The full config machinery is imported only by the commands that need it (see runtime.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,7 @@ from typing import Any
 
 import click
 
-from nftnet.apply import effective_config
 from nftnet.compile.elements import owned_mappings
-from nftnet.link.veth import netns_path
 from nftnet.plan import format_port
 from nftnet.runtime import Runtime
 from nftnet.state import StateDir
@@ -38,9 +38,11 @@ def _table(rows: list[dict[str, Any]], output: str) -> None:
 
 
 def _effective(state_dir: StateDir) -> Any:
+    from nftnet.apply import effective_config
+
     runtime = Runtime(state_dir)
     with state_dir.locked():
-        runtime.applier.recover()
+        runtime.recover()
         state = runtime.state()
     return state, effective_config(state.config, state.runtime)
 
@@ -68,6 +70,8 @@ def attach_cmd(state_dir: StateDir, name: str, network: str, netns: str | None,
                ifname: str) -> None:
     """Give a container a veth on NETWORK's bridge (hairpin on), an address, a default route
     via the gateway, and its published ports: one small transaction."""
+    from nftnet.link.veth import netns_path
+
     if (netns is None) == (pid is None):
         raise click.UsageError("give exactly one of --netns and --pid")
     path = netns_path(netns, pid)

@@ -115,7 +115,7 @@ def _publish(
     path = ("endpoints", name, "publish", index)
     spec = ep.publish[index]
     try:
-        mappings = expand(spec, ep, net)
+        mappings = expand(spec, ep, net.host_binding_ipv4)
     except ValueError as e:
         yield path, str(e)
         return

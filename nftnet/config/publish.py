@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from nftnet.config.model import Endpoint, IPAddress, Network, PortMapping, Proto, PublishSpec
+from nftnet.config.model import Endpoint, IPAddress, PortMapping, Proto, PublishSpec
 
 PROTOS: tuple[Proto, ...] = ("tcp", "udp", "sctp")
 
@@ -76,10 +76,11 @@ def parse_publish(text: str) -> PublishSpec:
     return PublishSpec(text, _host_ip(m["ip"]), host_ports, container_ports, proto)  # type: ignore[arg-type]
 
 
-def expand(spec: PublishSpec, endpoint: Endpoint, network: Network) -> list[PortMapping]:
+def expand(spec: PublishSpec, endpoint: Endpoint, binding: IPv4Address) -> list[PortMapping]:
     """The per-port, per-family mappings one entry stands for.
 
-    Without a host address the entry follows the network's ``host_binding_ipv4``: on 0.0.0.0 it
+    Without a host address the entry follows ``binding``, the network's ``host_binding_ipv4``
+    (all it needs of the network, so runtime commands need not rebuild one): on 0.0.0.0 it
     is published on every IPv4 address and, when the endpoint has IPv6, on every IPv6 address
     too (as Docker does with ip6tables); on a specific address, on that address only.
     Raises ValueError when the endpoint lacks the address family the entry needs.
@@ -93,7 +94,6 @@ def expand(spec: PublishSpec, endpoint: Endpoint, network: Network) -> list[Port
         wildcard = spec.host_ip.is_unspecified
         targets.append((None if wildcard else spec.host_ip, ctr))
     else:
-        binding = network.host_binding_ipv4
         if endpoint.ipv4 is not None:
             targets.append((None if binding.is_unspecified else binding, endpoint.ipv4))
         if endpoint.ipv6 is not None and binding.is_unspecified:

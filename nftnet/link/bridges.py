@@ -2,13 +2,22 @@
 
 Links and addresses are dumped once per call and indexed, never looked up one name at a time:
 with a thousand bridges, per-name lookups (each a full dump filtered in Python) are quadratic.
+
+With a thousand bridges, pyroute2's per-request path (message objects, an asyncio round trip per
+request) costs more than the kernel's work. So this module packs the few fixed-layout rtnetlink
+messages it needs itself, sends them in batches over a pyroute2 IPRoute socket and reads the
+ACKs back by sequence number; dumps are read raw and only the attributes used here are decoded.
+pyroute2 still owns the socket (namespace, buffers, extended ACKs) and decodes every error.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import struct
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
@@ -20,6 +29,29 @@ from nftnet.errors import LinkError
 
 IFA_F_NODAD = 0x02
 IFF_UP = 0x1
+
+# rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h)
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP_INTR = 0x1, 0x4, 0x10
+_NLM_F_DUMP, _NLM_F_EXCL, _NLM_F_CREATE = 0x300, 0x200, 0x400
+_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK, _RTM_NEWADDR, _RTM_GETADDR = 16, 17, 18, 20, 22
+_IFLA_IFNAME, _IFLA_MTU, _IFLA_LINKINFO, _IFLA_EXT_MASK, _IFLA_INFO_KIND = 3, 4, 18, 29, 1
+_RTEXT_FILTER_SKIP_STATS = 1 << 3  # older kernels ignore it; it only trims the dump
+_IFA_ADDRESS, _IFA_LOCAL, _IFA_FLAGS = 1, 2, 8
+_NLA_TYPE_MASK = 0x3FFF
+
+_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
+_RTA = struct.Struct("=HH")  # rtattr: len, type
+_U32 = struct.Struct("=I")
+_ERR = struct.Struct("=i")
+
+# ACKs are queued on the socket before send() returns; each costs about 1 KiB of receive buffer,
+# so a chunk must stay well below the smallest buffer a default sysctl allows (~416 KiB).
+_CHUNK = 128
+_SEQ_BASE = 0x40000000  # far from the sequence numbers pyroute2 allocates for itself
+_DUMP_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -33,32 +65,159 @@ class BridgeSpec:
 
 @dataclass(frozen=True)
 class LinkState:
+    """What nftnet needs to know of a link: enough to adopt, check or delete it."""
+
     index: int
     up: bool
     kind: str | None
     addresses: frozenset[str]
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One rtnetlink request of a batch; ``what`` names it in errors."""
+
+    what: str
+    msg_type: int
+    flags: int
+    body: bytes
+
+
 @contextmanager
 def _ipr() -> Iterator[IPRoute]:
     try:
-        with IPRoute() as ipr:
+        with IPRoute(ext_ack=True) as ipr:
             yield ipr
     except NetlinkError as e:
         raise LinkError(f"netlink: {e}") from None
+    except OSError as e:
+        raise LinkError(f"netlink: {e.strerror or e}") from None
+
+
+def _rta(kind: int, payload: bytes) -> bytes:
+    size = _RTA.size + len(payload)
+    return _RTA.pack(size, kind) + payload + b"\0" * (-size % 4)
+
+
+def _attrs(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(type, payload start, payload end) of each rtattr in data[start:end]."""
+    while start + 4 <= end:
+        size, kind = _RTA.unpack_from(data, start)
+        if size < 4:
+            return
+        yield kind & _NLA_TYPE_MASK, start + 4, start + size
+        start += (size + 3) & ~3
+
+
+def _messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """(offset, length, type, flags, seq) of each netlink message in one datagram."""
+    off = 0
+    while off + _HDR.size <= len(data):
+        length, kind, flags, seq, _ = _HDR.unpack_from(data, off)
+        if length < _HDR.size:
+            return
+        yield off, length, kind, flags, seq
+        off += (length + 3) & ~3
+
+
+def _netlink_error(ipr: IPRoute, data: bytes, off: int, length: int) -> NetlinkError:
+    """pyroute2's decoding of an error ACK, extended-ACK message included."""
+    for msg in ipr.marshal.parse(data[off:off + length]):
+        error = msg["header"].get("error")
+        if isinstance(error, NetlinkError):
+            return error
+    (code,) = _ERR.unpack_from(data, off + _HDR.size)
+    return NetlinkError(abs(code))
+
+
+def _describe(error: NetlinkError) -> str:
+    """'Invalid argument (mtu less than device minimum)': errno text plus the kernel's reason."""
+    text = os.strerror(error.code)
+    reason = error.args[1] if len(error.args) > 1 else None
+    return f"{text} ({reason})" if reason and reason != text else text
+
+
+def _send_batch(ipr: IPRoute, requests: Sequence[_Request]) -> list[NetlinkError | None]:
+    """Send the requests in chunks and return each one's outcome, matched by sequence number.
+
+    The kernel runs every message of a buffer even after one fails, so each outcome is real.
+    """
+    results: list[NetlinkError | None] = [None] * len(requests)
+    for first in range(0, len(requests), _CHUNK):
+        chunk = requests[first:first + _CHUNK]
+        buf = bytearray()
+        for i, req in enumerate(chunk, first):
+            buf += _HDR.pack(_HDR.size + len(req.body), req.msg_type,
+                             req.flags | _NLM_F_REQUEST | _NLM_F_ACK, _SEQ_BASE + i, 0)
+            buf += req.body
+        ipr.send(bytes(buf))
+        pending = set(range(_SEQ_BASE + first, _SEQ_BASE + first + len(chunk)))
+        while pending:
+            data = ipr.recv(65536)
+            for off, length, kind, _, seq in _messages(data):
+                if kind != _NLMSG_ERROR or seq not in pending:
+                    continue  # a late answer to something else: not ours to judge
+                pending.discard(seq)
+                (code,) = _ERR.unpack_from(data, off + _HDR.size)
+                if code:
+                    results[seq - _SEQ_BASE] = _netlink_error(ipr, data, off, length)
+    return results
+
+
+def _dump(ipr: IPRoute, msg_type: int, body: bytes) -> list[tuple[bytes, int, int]]:
+    """Every (datagram, offset, length) of one dump, retried while the kernel says the listing
+    changed under it (NLM_F_DUMP_INTR)."""
+    for attempt in range(_DUMP_TRIES):
+        seq = _SEQ_BASE - 1 - attempt
+        ipr.send(_HDR.pack(_HDR.size + len(body), msg_type, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0)
+                 + body)
+        out: list[tuple[bytes, int, int]] = []
+        interrupted = done = False
+        while not done:
+            data = ipr.recv(1 << 20)
+            for off, length, kind, flags, mseq in _messages(data):
+                if mseq != seq:
+                    continue
+                interrupted |= bool(flags & _NLM_F_DUMP_INTR)
+                if kind == _NLMSG_DONE:
+                    done = True
+                elif kind == _NLMSG_ERROR:
+                    raise _netlink_error(ipr, data, off, length)
+                else:
+                    out.append((data, off, length))
+        if not interrupted:
+            break
+    return out
 
 
 def _snapshot(ipr: IPRoute) -> dict[str, LinkState]:
+    """Links and addresses from one raw dump each, decoding only index, name, flags, kind and
+    address: pyroute2's full decoding of 1,000 bridges takes ~0.45 s, this ~25 ms."""
     addrs: dict[int, set[str]] = defaultdict(set)
-    for a in ipr.get_addr():
-        addrs[a["index"]].add(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+    for data, off, length in _dump(ipr, _RTM_GETADDR, _IFADDR.pack(0, 0, 0, 0, 0)):
+        family, prefixlen, _, _, index = _IFADDR.unpack_from(data, off + _HDR.size)
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        for kind, start, end in _attrs(data, off + _HDR.size + _IFADDR.size, off + length):
+            if kind == _IFA_ADDRESS:
+                addrs[index].add(f"{socket.inet_ntop(family, data[start:end])}/{prefixlen}")
+                break
     out = {}
-    for link in ipr.get_links():
-        info = link.get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info else None
-        out[link.get_attr("IFLA_IFNAME")] = LinkState(
-            link["index"], bool(link["flags"] & IFF_UP), kind, frozenset(addrs[link["index"]])
-        )
+    request = _IFINFO.pack(0, 0, 0, 0, 0) + _rta(_IFLA_EXT_MASK,
+                                                 _U32.pack(_RTEXT_FILTER_SKIP_STATS))
+    for data, off, length in _dump(ipr, _RTM_GETLINK, request):
+        _, _, index, flags, _ = _IFINFO.unpack_from(data, off + _HDR.size)
+        name = kind_name = None
+        for kind, start, end in _attrs(data, off + _HDR.size + _IFINFO.size, off + length):
+            if kind == _IFLA_IFNAME:
+                name = data[start:end].split(b"\0", 1)[0].decode()
+            elif kind == _IFLA_LINKINFO:
+                for sub, s_start, s_end in _attrs(data, start, end):
+                    if sub == _IFLA_INFO_KIND:
+                        kind_name = data[s_start:s_end].split(b"\0", 1)[0].decode()
+        if name is not None:
+            out[name] = LinkState(index, bool(flags & IFF_UP), kind_name,
+                                  frozenset(addrs.get(index, ())))
     return out
 
 
@@ -68,50 +227,109 @@ def observe() -> dict[str, LinkState]:
         return _snapshot(ipr)
 
 
+def _create(spec: BridgeSpec) -> _Request:
+    # IFF_UP in the request: the bridge comes up as it is made, with no second request
+    info = _rta(_IFLA_LINKINFO, _rta(_IFLA_INFO_KIND, b"bridge\0"))
+    body = (_IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + _rta(_IFLA_IFNAME, spec.name.encode() + b"\0")
+            + _rta(_IFLA_MTU, _U32.pack(spec.mtu)) + info)
+    return _Request(f"cannot create bridge {spec.name}", _RTM_NEWLINK,
+                    _NLM_F_CREATE | _NLM_F_EXCL, body)
+
+
+def _add_address(name: str, index: int, addr: IPv4Interface | IPv6Interface) -> _Request:
+    # the attributes pyroute2's addr("add") sends: IFA_LOCAL too for IPv4, NODAD for IPv6
+    family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+    packed = addr.ip.packed
+    body = (_IFADDR.pack(family, addr.network.prefixlen, 0, 0, index) + _rta(_IFA_ADDRESS, packed)
+            + _rta(_IFA_FLAGS, _U32.pack(IFA_F_NODAD if addr.version == 6 else 0)))
+    if addr.version == 4:
+        body += _rta(_IFA_LOCAL, packed)
+    return _Request(f"cannot add address {addr} to {name}", _RTM_NEWADDR,
+                    _NLM_F_CREATE | _NLM_F_EXCL, body)
+
+
+def _set_up(name: str, index: int) -> _Request:
+    return _Request(f"cannot bring {name} up", _RTM_NEWLINK, 0,
+                    _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
+
+
+def _delete(name: str, index: int = 0) -> _Request:
+    # by index when known; by name for links whose index was never read back
+    body = _IFINFO.pack(0, 0, index, 0, 0)
+    if not index:
+        body += _rta(_IFLA_IFNAME, name.encode() + b"\0")
+    return _Request(f"cannot delete {name}", _RTM_DELLINK, 0, body)
+
+
+def _failures(requests: Sequence[_Request], results: Sequence[NetlinkError | None],
+              ignore: int | None = None) -> list[str]:
+    return [f"{req.what}: {_describe(err)}" for req, err in zip(requests, results, strict=True)
+            if err is not None and err.code != ignore]
+
+
 def ensure_bridges(specs: Iterable[BridgeSpec]) -> list[str]:
     """Create missing bridges, add missing addresses, bring all up; return the names created.
 
     An existing bridge is adopted: nothing is removed from it. Raises LinkError (after
-    deleting what this call created) when a name is taken by a link that is not a bridge.
+    deleting what this call created) when a name is taken by a link that is not a bridge or
+    when the kernel refuses a bridge, an address or bringing a link up.
     """
     specs = list(specs)
     created: list[str] = []
+    unsure: list[str] = []  # sent for creation, outcome not read (interrupted)
     with _ipr() as ipr:
         try:
             links = _snapshot(ipr)
+            taken = [s.name for s in specs if s.name in links and links[s.name].kind != "bridge"]
+            if taken:
+                raise LinkError(f"{taken[0]} exists and is not a bridge; nftnet will not "
+                                "adopt it")
+            new = [s for s in specs if s.name not in links]
+            if new:
+                unsure = [s.name for s in new]
+                requests = [_create(s) for s in new]
+                results = _send_batch(ipr, requests)
+                created = [s.name for s, err in zip(new, results, strict=True) if err is None]
+                unsure = []
+                if problems := _failures(requests, results):
+                    raise LinkError("; ".join(problems))
+                links = _snapshot(ipr)
+            requests = []
             for spec in specs:
-                seen = links.get(spec.name)
-                if seen is None:
-                    ipr.link("add", ifname=spec.name, kind="bridge", mtu=spec.mtu)
-                    created.append(spec.name)
-                elif seen.kind != "bridge":
-                    raise LinkError(f"{spec.name} exists and is not a bridge; nftnet will not "
-                                    "adopt it")
-            links = _snapshot(ipr) if created else links
-            for spec in specs:
-                _address_and_up(ipr, spec, links[spec.name])
-        except (LinkError, NetlinkError) as e:
-            for name in created:
-                ipr.link("del", ifname=name)
-            raise LinkError(str(e)) from None
+                seen = links[spec.name]
+                requests += [_add_address(spec.name, seen.index, a) for a in spec.addresses
+                             if str(a) not in seen.addresses]
+                if not seen.up:
+                    requests.append(_set_up(spec.name, seen.index))
+            if problems := _failures(requests, _send_batch(ipr, requests)):
+                raise LinkError("; ".join(problems))
+        except BaseException as e:
+            undone = _undo(ipr, created, unsure)
+            if isinstance(e, (LinkError, NetlinkError, OSError)):
+                text = f"{e}" if isinstance(e, LinkError) else f"netlink: {e}"
+                raise LinkError("; ".join([text, *undone])) from None
+            raise
     return created
 
 
-def _address_and_up(ipr: IPRoute, spec: BridgeSpec, seen: LinkState) -> None:
-    for addr in spec.addresses:
-        if str(addr) not in seen.addresses:
-            family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
-            ipr.addr("add", index=seen.index, address=str(addr.ip),
-                     prefixlen=addr.network.prefixlen, family=family,
-                     flags=IFA_F_NODAD if addr.version == 6 else 0)
-    if not seen.up:
-        ipr.link("set", index=seen.index, state="up")
+def _undo(ipr: IPRoute, created: list[str], unsure: list[str]) -> list[str]:
+    """Delete the bridges this call made (and those whose creation went unconfirmed, where a
+    missing link is no error); return what could not be deleted."""
+    requests = [_delete(name) for name in created + unsure]
+    try:
+        results = _send_batch(ipr, requests)
+    except (NetlinkError, OSError) as e:
+        return [f"could not delete {', '.join(created + unsure)}: {e}"]
+    confirmed = _failures(requests[:len(created)], results[:len(created)])
+    return confirmed + _failures(requests[len(created):], results[len(created):],
+                                 ignore=errno.ENODEV)
 
 
 def delete_links(names: Iterable[str]) -> None:
-    """Delete the named links that exist."""
+    """Delete the named links that exist; every one is tried before a failure is raised."""
     with _ipr() as ipr:
         links = _snapshot(ipr)
-        for name in names:
-            if name in links:
-                ipr.link("del", index=links[name].index)
+        requests = [_delete(name, links[name].index) for name in dict.fromkeys(names)
+                    if name in links]
+        if problems := _failures(requests, _send_batch(ipr, requests), ignore=errno.ENODEV):
+            raise LinkError("; ".join(problems))

@@ -1,26 +1,80 @@
-"""The kernel's ruleset generation id, read over nfnetlink with pyroute2.
+"""The kernel's ruleset generation, read with one nfnetlink request (NFT_MSG_GETGEN).
 
-Every committed nftables batch in the namespace bumps it, so an unchanged id since nftnet's
-last apply proves the table is untouched without listing tens of thousands of elements.
+Every committed nftables batch in the namespace bumps its id by one, so an id unchanged since
+nftnet's own commit proves the table untouched without listing tens of thousands of elements.
+The id restarts with every boot and differs per network namespace, so the token nftnet keeps
+is ``BOOT_ID:NETNS_INODE:ID``: equal tokens mean the same ruleset in the same namespace.
+A plain socket, not pyroute2: importing pyroute2 costs more than a whole ``port publish``.
 """
 
 from __future__ import annotations
 
-from pyroute2.netlink import NLM_F_REQUEST
-from pyroute2.netlink.nfnetlink.nftsocket import NFT_MSG_GETGEN, NFTSocket, nft_gen_msg
+import os
+import socket
+import struct
+from pathlib import Path
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETGEN = 16
+NFT_MSG_NEWGEN = 15
+NLM_F_REQUEST = 0x1
+NFTA_GEN_ID = 1
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+NETNS = "/proc/self/ns/net"
+_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_NFGENMSG = struct.Struct("=BBH")  # family, version, resource id (big-endian; 0 here)
+_NLATTR = struct.Struct("=HH")  # length, type
 
 
-def generation() -> int | None:
-    """The current generation id; None if it cannot be read (then callers list the table)."""
-    try:
-        sock = NFTSocket()
-    except OSError:
+def _request() -> bytes:
+    body = _NFGENMSG.pack(socket.AF_UNSPEC, 0, 0)
+    kind = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST, 1, 0) + body
+
+
+def parse_reply(data: bytes) -> int | None:
+    """NFTA_GEN_ID of a NEWGEN reply; None for anything else (an error message, say)."""
+    if len(data) < _NLMSGHDR.size + _NFGENMSG.size:
         return None
-    try:
-        replies = sock.request_get(nft_gen_msg(), msg_type=NFT_MSG_GETGEN,
-                                   msg_flags=NLM_F_REQUEST)
-        return int(replies[0].get_attr("NFTA_GEN_ID"))
-    except Exception:  # any netlink trouble just means "unknown": fall back to a listing
+    length, kind, _, _, _ = _NLMSGHDR.unpack_from(data)
+    if kind != NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWGEN:
         return None
-    finally:
-        sock.close()
+    offset = _NLMSGHDR.size + _NFGENMSG.size
+    while offset + _NLATTR.size <= min(length, len(data)):
+        size, attr = _NLATTR.unpack_from(data, offset)
+        if size < _NLATTR.size:
+            return None
+        if attr & 0x3FFF == NFTA_GEN_ID and size >= _NLATTR.size + 4:
+            return int.from_bytes(data[offset + 4:offset + 8], "big")
+        offset += (size + 3) & ~3
+    return None
+
+
+def _generation_id() -> int | None:
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+        sock.settimeout(2)
+        sock.bind((0, 0))
+        sock.sendto(_request(), (0, 0))
+        return parse_reply(sock.recv(os.sysconf("SC_PAGE_SIZE")))
+
+
+def generation() -> str | None:
+    """The current token; None if it cannot be read (then callers assume a change)."""
+    try:
+        gen_id = _generation_id()
+        boot = Path(BOOT_ID).read_text().strip()
+        netns = os.stat(NETNS).st_ino
+    except OSError:  # any trouble just means "unknown"
+        return None
+    return None if gen_id is None else f"{boot}:{netns}:{gen_id}"
+
+
+def after_one_commit(before: str | None) -> str | None:
+    """The token now, if exactly one commit (nftnet's own) happened since ``before``; else
+    None, as another program's commit may have come in between and touched the table."""
+    now = generation()
+    if before is None or now is None:
+        return None
+    head, _, gen_id = before.rpartition(":")
+    return now if now == f"{head}:{int(gen_id) + 1}" else None

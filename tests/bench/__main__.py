@@ -11,16 +11,20 @@ Everything runs in throwaway network namespaces, removed even on failure or SIGT
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import signal
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+import compat
+import nftnet
 from tests.bench import change, docker, memory, packets, plot, program
 from tests.bench.common import prepare
 from tests.bench.report import Results, machine, markdown
@@ -39,8 +43,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--per-call-max", type=int,
                    help="largest size replayed one iptables process per rule for real "
                    "(default 10,000; quick 1,000); larger sizes are extrapolated")
-    p.add_argument("--packet-rounds", type=int, help="runs of the connect loop per Lab "
-                   "(default 25; quick 6)")
+    p.add_argument("--packet-rounds", type=int, help="rounds of section 3, each one run per "
+                   "size and contender plus the 1-port runs between (default 25; quick 6)")
     p.add_argument("--connects", type=int, default=500, help="connects per run, at most "
                    "(default 500)")
     p.add_argument("--run-seconds", type=float, default=2.0, help="seconds per run, at most "
@@ -70,8 +74,19 @@ def _sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds the with/finally blocks that delete namespaces
 
 
+def compile_bytecode() -> None:
+    """Byte-compile nftnet and its dependencies, as `pip install` does: where
+    PYTHONDONTWRITEBYTECODE is set and nothing is compiled yet, every timed process would
+    compile its imports from source again."""
+    dirs = [Path(nftnet.__file__).parent, Path(compat.__file__).parent,
+            Path(sysconfig.get_paths()["purelib"])]
+    for d in dirs:
+        compileall.compile_dir(d, quiet=2)
+
+
 def measure(args: argparse.Namespace, tmp: Path) -> Results:
     log = _log(time.monotonic())
+    compile_bytecode()
     log(f"preparing configs, renders and exports for {args.change_sizes}")
     loads = {n: prepare(n, tmp) for n in args.change_sizes}
     workloads = [loads[n] for n in args.sizes]

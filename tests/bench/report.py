@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import subprocess
 from array import array
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from tests.bench import docker
 from tests.bench.change import ChangeResult
 from tests.bench.common import Workload, median
-from tests.bench.packets import PacketResult
+from tests.bench.packets import PacketResult, quartiles
 from tests.bench.program import ProgramResult
 from tests.bench.scale import shape
 
@@ -49,17 +48,16 @@ class Results:
         return (fitted[1].total(self.replays[n]) if fitted else float("nan")), True
 
     def rate(self, n: int, contender: str) -> float:
-        return median(self.packets.rates.get((n, contender), []))
+        return self.packets.rate(n, contender)
 
     def vs_one(self, n: int, contender: str) -> float:
         """Median over rounds of the rate at n over the rate at 1 port (nan without 1)."""
-        if 1 not in self.packet_sizes:
+        if self.packets.base != 1:
             return float("nan")
-        return median(self.packets.paired(n, 1, contender))
+        return median(self.packets.paired(n, contender))
 
     def latency_ms(self, n: int, contender: str, q: float) -> float:
-        lat = sorted(self.packets.latencies.get((n, contender), []))
-        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1e3 if lat else float("nan")
+        return self.packets.latency_ms(n, contender, q)
 
 
 def machine() -> str:
@@ -126,22 +124,49 @@ def change_table(res: Results) -> list[str]:
     return out
 
 
-def packets_table(res: Results) -> list[str]:
-    rounds = len(next(iter(res.packets.rates.values()), []))
+def _ports(n: int) -> str:
+    return f"{n:,} port" + ("" if n == 1 else "s")
+
+
+def _paired(pkt: PacketResult, n: int, contender: str) -> str:
+    """Median paired ratio and its quartiles, e.g. "0.99 (0.98-1.01)"."""
+    if n == pkt.base:
+        return "1 (base)"
+    def r(v: float) -> str:
+        return f"{v:.2f}" if v >= 0.095 else f"{v:.2g}"
+
+    q1, q2, q3 = quartiles(pkt.paired(n, contender))
+    return "-" if q2 != q2 else f"{r(q2)} ({r(q1)}-{r(q3)})"
+
+
+def packets_lines(pkt: PacketResult, sizes: list[int]) -> list[str]:
+    """Section 3's table (also printed by ``python -m tests.bench.packets``)."""
+    base = _ports(pkt.base)
     out = ["### 3. New TCP connections to the last published port, LAN namespace to a "
-           f"container (median of {rounds} short runs; latency of connect(), all runs; "
-           "\"vs 1 port\": the rate over the same contender's at 1 port in the same round, "
-           "median)", "",
-           "| ports | nftnet conn/s | p50 ms | p99 ms | vs 1 port | iptables conn/s | p50 ms | "
-           "p99 ms | vs 1 port | nftnet ÷ iptables |", "|" + "---:|" * 10]
-    for n in res.packet_sizes:
+           f"container. Per contender ONE Lab for all sizes ({pkt.topology}; a serving "
+           "container for each size's last published port); between runs only the ruleset "
+           "is swapped (nftnet: `nft -j -f` of its rendered batch, table made anew; iptables: "
+           f"`iptables-restore` of the export). Client and server pinned to CPU {pkt.cpu}. "
+           f"{pkt.rounds} rounds; per round and contender the runs go {base}, N, {base}, "
+           f"N', {base}, ... \"vs {base}\": a run's typical rate (1 / its median connection "
+           f"time) over the mean of the {base} runs just before and after it, median over "
+           "rounds (quartiles). conn/s: all connects over the run's wall time, median of the "
+           "runs (other processes on the CPU move it more); latency of connect(), all runs", "",
+           f"| ports | nftnet conn/s | p50 ms | p99 ms | vs {base} | iptables conn/s | "
+           f"p50 ms | p99 ms | vs {base} | nftnet ÷ iptables |", "|" + "---:|" * 10]
+    for n in sizes:
         cells = []
         for c in ("nftnet", "iptables"):
-            cells += [f"{res.rate(n, c):,.0f}", f"{res.latency_ms(n, c, 0.5):.3f}",
-                      f"{res.latency_ms(n, c, 0.99):.3f}", _x(res.vs_one(n, c))]
-        ratio = res.rate(n, "nftnet") / res.rate(n, "iptables")
+            cells += [f"{pkt.rate(n, c):,.0f}", f"{pkt.latency_ms(n, c, 0.5):.3f}",
+                      f"{pkt.latency_ms(n, c, 0.99):.3f}", _paired(pkt, n, c)]
+        ratio = pkt.rate(n, "nftnet") / pkt.rate(n, "iptables")
         out.append(f"| {n:,} | {' | '.join(cells)} | {_x(ratio)} |")
+    out += ["", f"- {pkt.fails} failed connects in all runs. {_spread(pkt)}"]
     return out
+
+
+def packets_table(res: Results) -> list[str]:
+    return packets_lines(res.packets, res.packet_sizes)
 
 
 def memory_table(res: Results) -> list[str]:
@@ -190,14 +215,14 @@ def targets(res: Results) -> list[str]:
         out.append(f"- `nftnet port publish` faster than Docker's `iptables -A` triple at 10,000 "
                    f"ports: {_verdict(pub[10000] < tri)} ({pub[10000]:.3f} s vs {tri:.3f} s; "
                    f"with the `-C` check Docker runs before each `-A`: {checked:.3f} s)")
-    if 1 in res.packet_sizes and 50000 in res.packet_sizes:
-        pairs = sorted(res.packets.paired(50000, 1, "nftnet"))
-        ratio = median(pairs)
-        quart = statistics.quantiles(pairs, n=4)
+    pkt = res.packets
+    if pkt.base == 1 and 50000 in res.packet_sizes:
+        q1, ratio, q3 = quartiles(pkt.paired(50000, "nftnet"))
         out.append(f"- nftnet connect rate at 50,000 ports within 10% of at 1: "
-                   f"{_verdict(ratio >= 0.9)} (round by round, 50,000 over 1: median "
-                   f"{ratio:.2f}, quartiles {quart[0]:.2f}-{quart[2]:.2f}; medians "
-                   f"{res.rate(50000, 'nftnet'):,.0f} and {res.rate(1, 'nftnet'):,.0f} conn/s)")
+                   f"{_verdict(ratio >= 0.9)} (same Lab and topology, ruleset swapped; run by "
+                   f"run, 50,000 over the 1-port runs around it: median {ratio:.2f}, quartiles "
+                   f"{q1:.2f}-{q3:.2f}; medians {pkt.rate(50000, 'nftnet'):,.0f} and "
+                   f"{pkt.rate(1, 'nftnet'):,.0f} conn/s)")
     return out
 
 
@@ -229,8 +254,7 @@ def notes(res: Results) -> list[str]:
             f"- Section 2 also measures {_extra(res)} for the publish target; every publish is "
             "on endpoint e0, a port of its own.",
             "- \"÷\" columns are ratios of times (or rates, in section 3): in sections 1 and 2, "
-            "above 1 means nftnet took less time.",
-            f"- Section 3: {res.packets.fails} failed connects in all runs. {_spread(res)}"]
+            "above 1 means nftnet took less time."]
     return out
 
 
@@ -243,16 +267,17 @@ def _extra(res: Results) -> str:
                         f"{many(shape(n)[1], 'endpoint')})" for n in sizes) or "no extra size"
 
 
-def _spread(res: Results) -> str:
-    """How much one Lab's rate moved from run to run: the machine's noise."""
-    key = (min(res.packet_sizes), "nftnet")
-    rates = res.packets.rates.get(key, [])
-    if len(rates) < 2:
+def _spread(pkt: PacketResult) -> str:
+    """How much two runs of the same ruleset differ: the method's noise."""
+    drift = {c: quartiles(pkt.base_drift.get(c, [])) for c in ("nftnet", "iptables")}
+    if any(q[1] != q[1] for q in drift.values()):
         return ""
-    ports = f"{key[0]:,} port" + ("" if key[0] == 1 else "s")
-    return (f"Run to run, nftnet's rate at {ports} ranged {min(rates):,.0f}-"
-            f"{max(rates):,.0f} conn/s (machine load): compare sizes through the paired "
-            "ratios.")
+    text = ", ".join(f"{c} {q1:.2f}-{q3:.2f}" for c, (q1, _, q3) in drift.items())
+    rates = pkt.rates.get((pkt.base, "nftnet"), [])
+    return (f"Noise: a {_ports(pkt.base)} run over the {_ports(pkt.base)} run before it "
+            f"(same ruleset, a run apart) has quartiles {text}; nftnet's {_ports(pkt.base)} "
+            f"runs ranged {min(rates):,.0f}-{max(rates):,.0f} conn/s (machine load): compare "
+            "sizes through the paired ratios.")
 
 
 def markdown(res: Results) -> str:

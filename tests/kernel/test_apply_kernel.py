@@ -140,7 +140,7 @@ def test_status_reports_in_sync_and_counters(netns: Netns, tmp_path: Path) -> No
     assert any(c["rule"] == "icc=false" for c in status["counters"])
     netns.run("nft", "flush", "chain", "inet", "nftnet", "published")
     status = json.loads(nftnet(netns, "status", "-o", "json", state_dir=tmp_path / "state").stdout)
-    assert status["in_sync"] is False
+    assert status["in_sync"] is None  # another commit: status cannot tell; check compares
 
 
 def test_existing_bridge_is_adopted_not_replaced(netns: Netns, tmp_path: Path) -> None:

@@ -73,3 +73,40 @@ def test_kill_9_at_any_moment_leaves_kernel_and_state_agreeing(netns: Netns,
         proc.wait()
         # the next command (any) completes or forgets the interrupted change first
         assert state_ports(netns, state) == kernel_ports(netns)
+
+
+def test_wildcard_clashes_with_every_remaining_address_binding(netns: Netns,
+                                                               tmp_path: Path) -> None:
+    """Two endpoints bind one port on two addresses; after one lets go, a wildcard publish
+    of that port still clashes with the other (the index keeps every holder)."""
+    config = {**CONFIG, "endpoints": {**CONFIG["endpoints"], "e1": {
+        "network": "front", "ipv4": "172.31.1.11"}}}
+    state = tmp_path / "state"
+    nftnet(netns, "apply", "-f", str(write_config(tmp_path, config)), state_dir=state)
+    nftnet(netns, "port", "publish", "e0", "127.0.0.1:8080:80", state_dir=state)
+    nftnet(netns, "port", "publish", "e1", "10.1.1.1:8080:80", state_dir=state)
+    nftnet(netns, "port", "unpublish", "e1", "10.1.1.1:8080:80", state_dir=state)
+    refused = nftnet(netns, "port", "publish", "e1", "8080:80", state_dir=state, check=False)
+    assert refused.returncode == 2
+    assert "already published by endpoint e0 (127.0.0.1:8080:80)" in refused.stderr
+    nftnet(netns, "port", "unpublish", "e0", "127.0.0.1:8080:80", state_dir=state)
+    nftnet(netns, "port", "publish", "e1", "8080:80", state_dir=state)
+    assert 8080 in kernel_ports(netns)["4"]
+
+
+def test_journal_replays_into_the_next_snapshot(netns: Netns, tmp_path: Path) -> None:
+    """Runtime changes append to the journal; a full apply folds them into a new snapshot
+    and they survive it, as the README's runtime rules say."""
+    state = tmp_path / "state"
+    path = write_config(tmp_path, CONFIG)
+    nftnet(netns, "apply", "-f", str(path), state_dir=state)
+    for port in (20001, 20002):
+        nftnet(netns, "port", "publish", "e0", f"{port}:80", state_dir=state)
+    assert len((state / "changes.jsonl").read_text().splitlines()) == 2
+    snapshot = json.loads((state / "state.json").read_text())
+    assert "20001:80" not in json.dumps(snapshot["runtime"])
+    nftnet(netns, "apply", "-f", str(path), state_dir=state)
+    assert not (state / "changes.jsonl").exists()
+    assert json.loads((state / "state.json").read_text())["runtime"]["publish"] == {
+        "e0": ["20001:80", "20002:80"]}
+    assert {20001, 20002} <= kernel_ports(netns)["4"]

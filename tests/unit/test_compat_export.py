@@ -164,7 +164,7 @@ def meaning(config: Config) -> tuple[Any, ...]:
     networks = {k: replace(n, masquerade=n.masquerade or n.internal)
                 for k, n in config.networks.items()}
     endpoints = {k: (e.network, e.ipv4, e.ipv6, frozenset(
-        m for s in e.publish for m in expand(s, e, config.networks[e.network])))
+        m for s in e.publish for m in expand(s, e, config.networks[e.network].host_binding_ipv4)))
         for k, e in config.endpoints.items()}
     user = tuple(tuple(chains(export_save(config, f)[0])[("filter", USER)]) for f in (4, 6))
     return networks, endpoints, user

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,28 @@ def test_only_libnft_imports_nftables() -> None:
 
 def test_nftnet_never_imports_compat() -> None:
     assert not [p for p in (ROOT / "nftnet").rglob("*.py") if "compat" in imports(p)]
+
+
+def test_publish_path_imports_no_heavy_library() -> None:
+    """`port publish` is what scripts run most: its start-up must not pay for marshmallow
+    (tens of milliseconds for one regex), pyroute2 or the YAML loader (see cli/main.py)."""
+    code = ("import sys; from nftnet.cli.main import cli; import click; "
+            "ctx = click.Context(cli); group = cli.get_command(ctx, 'port'); "
+            "group.get_command(ctx, 'publish'); import nftnet.runtime; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'marshmallow', 'pyroute2', 'yaml', 'compat'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_command_is_listed_and_loads() -> None:
+    from click import Context
+
+    from nftnet.cli.main import COMMANDS, cli
+
+    ctx = Context(cli)
+    names = cli.list_commands(ctx)
+    assert set(COMMANDS) | {"import", "export"} == set(names)
+    assert all(cli.get_command(ctx, n) is not None for n in names)
+    assert cli.get_command(ctx, "no-such-command") is None

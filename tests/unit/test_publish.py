@@ -52,7 +52,7 @@ def test_expand_matches_ranges(lo: int, size: int, ctr_lo: int, proto: str, ip: 
             parse_publish(text)
         return
     spec = parse_publish(text)
-    maps = expand(spec, EP, NET)
+    maps = expand(spec, EP, NET.host_binding_ipv4)
     families = 2 if ip in ("", "[::]:") and ip != "[::]:" else 1
     assert len(maps) == (size + 1) * families
     for m in maps:
@@ -64,10 +64,11 @@ def test_expand_matches_ranges(lo: int, size: int, ctr_lo: int, proto: str, ip: 
 
 def test_specific_host_binding_publishes_ipv4_only() -> None:
     net = Network("n", "br-n", host_binding_ipv4=IPv4Address("192.168.77.1"))
-    maps = expand(parse_publish("8080:80"), EP, net)
+    maps = expand(parse_publish("8080:80"), EP, net.host_binding_ipv4)
     assert [(m.family, str(m.host_ip)) for m in maps] == [(4, "192.168.77.1")]
 
 
 def test_family_the_endpoint_lacks() -> None:
     with pytest.raises(ValueError, match="needs an IPv6 address"):
-        expand(parse_publish("[fd00::1]:1:1"), Endpoint("e", "n", IPv4Address("10.0.0.2")), NET)
+        expand(parse_publish("[fd00::1]:1:1"), Endpoint("e", "n", IPv4Address("10.0.0.2")),
+               NET.host_binding_ipv4)
