@@ -25,27 +25,22 @@ from ipaddress import IPv4Interface, IPv6Interface
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from nftnet import netlink
 from nftnet.errors import LinkError
 
 IFA_F_NODAD = 0x02
 IFF_UP = 0x1
 
 # rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h)
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_NLM_F_REQUEST, _NLM_F_ACK, _NLM_F_DUMP_INTR = 0x1, 0x4, 0x10
 _NLM_F_DUMP, _NLM_F_EXCL, _NLM_F_CREATE = 0x300, 0x200, 0x400
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK, _RTM_NEWADDR, _RTM_GETADDR = 16, 17, 18, 20, 22
 _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINKINFO, _IFLA_EXT_MASK, _IFLA_INFO_KIND = 3, 4, 18, 29, 1
 _RTEXT_FILTER_SKIP_STATS = 1 << 3  # older kernels ignore it; it only trims the dump
 _IFA_ADDRESS, _IFA_LOCAL, _IFA_FLAGS = 1, 2, 8
-_NLA_TYPE_MASK = 0x3FFF
 
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_HEAD = netlink.HEADER.size
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
-_RTA = struct.Struct("=HH")  # rtattr: len, type
-_U32 = struct.Struct("=I")
-_ERR = struct.Struct("=i")
 
 # ACKs are queued on the socket before send() returns; each costs about 1 KiB of receive buffer,
 # so a chunk must stay well below the smallest buffer a default sysctl allows (~416 KiB).
@@ -94,39 +89,13 @@ def _ipr() -> Iterator[IPRoute]:
         raise LinkError(f"netlink: {e.strerror or e}") from None
 
 
-def _rta(kind: int, payload: bytes) -> bytes:
-    size = _RTA.size + len(payload)
-    return _RTA.pack(size, kind) + payload + b"\0" * (-size % 4)
-
-
-def _attrs(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(type, payload start, payload end) of each rtattr in data[start:end]."""
-    while start + 4 <= end:
-        size, kind = _RTA.unpack_from(data, start)
-        if size < 4:
-            return
-        yield kind & _NLA_TYPE_MASK, start + 4, start + size
-        start += (size + 3) & ~3
-
-
-def _messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
-    """(offset, length, type, flags, seq) of each netlink message in one datagram."""
-    off = 0
-    while off + _HDR.size <= len(data):
-        length, kind, flags, seq, _ = _HDR.unpack_from(data, off)
-        if length < _HDR.size:
-            return
-        yield off, length, kind, flags, seq
-        off += (length + 3) & ~3
-
-
 def _netlink_error(ipr: IPRoute, data: bytes, off: int, length: int) -> NetlinkError:
     """pyroute2's decoding of an error ACK, extended-ACK message included."""
     for msg in ipr.marshal.parse(data[off:off + length]):
         error = msg["header"].get("error")
         if isinstance(error, NetlinkError):
             return error
-    (code,) = _ERR.unpack_from(data, off + _HDR.size)
+    (code,) = netlink.ERRNO.unpack_from(data, off + _HEAD)
     return NetlinkError(abs(code))
 
 
@@ -147,18 +116,18 @@ def _send_batch(ipr: IPRoute, requests: Sequence[_Request]) -> list[NetlinkError
         chunk = requests[first:first + _CHUNK]
         buf = bytearray()
         for i, req in enumerate(chunk, first):
-            buf += _HDR.pack(_HDR.size + len(req.body), req.msg_type,
-                             req.flags | _NLM_F_REQUEST | _NLM_F_ACK, _SEQ_BASE + i, 0)
-            buf += req.body
+            buf += netlink.message(req.msg_type,
+                                   req.flags | netlink.NLM_F_REQUEST | netlink.NLM_F_ACK,
+                                   _SEQ_BASE + i, req.body)
         ipr.send(bytes(buf))
         pending = set(range(_SEQ_BASE + first, _SEQ_BASE + first + len(chunk)))
         while pending:
             data = ipr.recv(65536)
-            for off, length, kind, _, seq in _messages(data):
-                if kind != _NLMSG_ERROR or seq not in pending:
+            for off, length, kind, _, seq in netlink.messages(data):
+                if kind != netlink.NLMSG_ERROR or seq not in pending:
                     continue  # a late answer to something else: not ours to judge
                 pending.discard(seq)
-                (code,) = _ERR.unpack_from(data, off + _HDR.size)
+                (code,) = netlink.ERRNO.unpack_from(data, off + _HEAD)
                 if code:
                     results[seq - _SEQ_BASE] = _netlink_error(ipr, data, off, length)
     return results
@@ -169,19 +138,18 @@ def _dump(ipr: IPRoute, msg_type: int, body: bytes) -> list[tuple[bytes, int, in
     changed under it (NLM_F_DUMP_INTR)."""
     for attempt in range(_DUMP_TRIES):
         seq = _SEQ_BASE - 1 - attempt
-        ipr.send(_HDR.pack(_HDR.size + len(body), msg_type, _NLM_F_REQUEST | _NLM_F_DUMP, seq, 0)
-                 + body)
+        ipr.send(netlink.message(msg_type, netlink.NLM_F_REQUEST | _NLM_F_DUMP, seq, body))
         out: list[tuple[bytes, int, int]] = []
         interrupted = done = False
         while not done:
             data = ipr.recv(1 << 20)
-            for off, length, kind, flags, mseq in _messages(data):
+            for off, length, kind, flags, mseq in netlink.messages(data):
                 if mseq != seq:
                     continue
-                interrupted |= bool(flags & _NLM_F_DUMP_INTR)
-                if kind == _NLMSG_DONE:
+                interrupted |= bool(flags & netlink.NLM_F_DUMP_INTR)
+                if kind == netlink.NLMSG_DONE:
                     done = True
-                elif kind == _NLMSG_ERROR:
+                elif kind == netlink.NLMSG_ERROR:
                     raise _netlink_error(ipr, data, off, length)
                 else:
                     out.append((data, off, length))
@@ -195,24 +163,24 @@ def _snapshot(ipr: IPRoute) -> dict[str, LinkState]:
     address: pyroute2's full decoding of 1,000 bridges takes ~0.45 s, this ~25 ms."""
     addrs: dict[int, set[str]] = defaultdict(set)
     for data, off, length in _dump(ipr, _RTM_GETADDR, _IFADDR.pack(0, 0, 0, 0, 0)):
-        family, prefixlen, _, _, index = _IFADDR.unpack_from(data, off + _HDR.size)
+        family, prefixlen, _, _, index = _IFADDR.unpack_from(data, off + _HEAD)
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
-        for kind, start, end in _attrs(data, off + _HDR.size + _IFADDR.size, off + length):
+        for kind, start, end in netlink.attrs(data, off + _HEAD + _IFADDR.size, off + length):
             if kind == _IFA_ADDRESS:
                 addrs[index].add(f"{socket.inet_ntop(family, data[start:end])}/{prefixlen}")
                 break
     out = {}
-    request = _IFINFO.pack(0, 0, 0, 0, 0) + _rta(_IFLA_EXT_MASK,
-                                                 _U32.pack(_RTEXT_FILTER_SKIP_STATS))
+    request = _IFINFO.pack(0, 0, 0, 0, 0) + netlink.attr(_IFLA_EXT_MASK,
+                                                 netlink.U32.pack(_RTEXT_FILTER_SKIP_STATS))
     for data, off, length in _dump(ipr, _RTM_GETLINK, request):
-        _, _, index, flags, _ = _IFINFO.unpack_from(data, off + _HDR.size)
+        _, _, index, flags, _ = _IFINFO.unpack_from(data, off + _HEAD)
         name = kind_name = None
-        for kind, start, end in _attrs(data, off + _HDR.size + _IFINFO.size, off + length):
+        for kind, start, end in netlink.attrs(data, off + _HEAD + _IFINFO.size, off + length):
             if kind == _IFLA_IFNAME:
                 name = data[start:end].split(b"\0", 1)[0].decode()
             elif kind == _IFLA_LINKINFO:
-                for sub, s_start, s_end in _attrs(data, start, end):
+                for sub, s_start, s_end in netlink.attrs(data, start, end):
                     if sub == _IFLA_INFO_KIND:
                         kind_name = data[s_start:s_end].split(b"\0", 1)[0].decode()
         if name is not None:
@@ -229,9 +197,10 @@ def observe() -> dict[str, LinkState]:
 
 def _create(spec: BridgeSpec) -> _Request:
     # IFF_UP in the request: the bridge comes up as it is made, with no second request
-    info = _rta(_IFLA_LINKINFO, _rta(_IFLA_INFO_KIND, b"bridge\0"))
-    body = (_IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP) + _rta(_IFLA_IFNAME, spec.name.encode() + b"\0")
-            + _rta(_IFLA_MTU, _U32.pack(spec.mtu)) + info)
+    info = netlink.attr(_IFLA_LINKINFO, netlink.attr(_IFLA_INFO_KIND, b"bridge\0"))
+    body = (_IFINFO.pack(0, 0, 0, IFF_UP, IFF_UP)
+            + netlink.attr(_IFLA_IFNAME, spec.name.encode() + b"\0")
+            + netlink.attr(_IFLA_MTU, netlink.U32.pack(spec.mtu)) + info)
     return _Request(f"cannot create bridge {spec.name}", _RTM_NEWLINK,
                     _NLM_F_CREATE | _NLM_F_EXCL, body)
 
@@ -240,10 +209,11 @@ def _add_address(name: str, index: int, addr: IPv4Interface | IPv6Interface) -> 
     # the attributes pyroute2's addr("add") sends: IFA_LOCAL too for IPv4, NODAD for IPv6
     family = socket.AF_INET if addr.version == 4 else socket.AF_INET6
     packed = addr.ip.packed
-    body = (_IFADDR.pack(family, addr.network.prefixlen, 0, 0, index) + _rta(_IFA_ADDRESS, packed)
-            + _rta(_IFA_FLAGS, _U32.pack(IFA_F_NODAD if addr.version == 6 else 0)))
+    body = (_IFADDR.pack(family, addr.network.prefixlen, 0, 0, index)
+            + netlink.attr(_IFA_ADDRESS, packed)
+            + netlink.attr(_IFA_FLAGS, netlink.U32.pack(IFA_F_NODAD if addr.version == 6 else 0)))
     if addr.version == 4:
-        body += _rta(_IFA_LOCAL, packed)
+        body += netlink.attr(_IFA_LOCAL, packed)
     return _Request(f"cannot add address {addr} to {name}", _RTM_NEWADDR,
                     _NLM_F_CREATE | _NLM_F_EXCL, body)
 
@@ -257,7 +227,7 @@ def _delete(name: str, index: int = 0) -> _Request:
     # by index when known; by name for links whose index was never read back
     body = _IFINFO.pack(0, 0, index, 0, 0)
     if not index:
-        body += _rta(_IFLA_IFNAME, name.encode() + b"\0")
+        body += netlink.attr(_IFLA_IFNAME, name.encode() + b"\0")
     return _Request(f"cannot delete {name}", _RTM_DELLINK, 0, body)
 
 

@@ -14,40 +14,32 @@ import socket
 import struct
 from pathlib import Path
 
+from nftnet import netlink
+
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETGEN = 16
 NFT_MSG_NEWGEN = 15
-NLM_F_REQUEST = 0x1
 NFTA_GEN_ID = 1
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 NETNS = "/proc/self/ns/net"
-_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
 _NFGENMSG = struct.Struct("=BBH")  # family, version, resource id (big-endian; 0 here)
-_NLATTR = struct.Struct("=HH")  # length, type
 
 
 def _request() -> bytes:
-    body = _NFGENMSG.pack(socket.AF_UNSPEC, 0, 0)
-    kind = NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST, 1, 0) + body
+    return netlink.message(NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETGEN, netlink.NLM_F_REQUEST,
+                           1, _NFGENMSG.pack(socket.AF_UNSPEC, 0, 0))
 
 
 def parse_reply(data: bytes) -> int | None:
     """NFTA_GEN_ID of a NEWGEN reply; None for anything else (an error message, say)."""
-    if len(data) < _NLMSGHDR.size + _NFGENMSG.size:
-        return None
-    length, kind, _, _, _ = _NLMSGHDR.unpack_from(data)
-    if kind != NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWGEN:
-        return None
-    offset = _NLMSGHDR.size + _NFGENMSG.size
-    while offset + _NLATTR.size <= min(length, len(data)):
-        size, attr = _NLATTR.unpack_from(data, offset)
-        if size < _NLATTR.size:
+    for off, length, kind, _, _ in netlink.messages(data):
+        if kind != NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWGEN:
             return None
-        if attr & 0x3FFF == NFTA_GEN_ID and size >= _NLATTR.size + 4:
-            return int.from_bytes(data[offset + 4:offset + 8], "big")
-        offset += (size + 3) & ~3
+        body = off + netlink.HEADER.size + _NFGENMSG.size
+        for attr, start, end in netlink.attrs(data, body, min(off + length, len(data))):
+            if attr == NFTA_GEN_ID and end - start >= 4:
+                return int.from_bytes(data[start:start + 4], "big")
     return None
 
 
