@@ -155,25 +155,28 @@ class StateDir:
     def pending(self) -> State | None:
         """The state with a runtime change that was begun but not committed (the process
         died in between) replayed; None when there is none."""
-        try:
-            change = json.loads((self.path / PENDING_FILE).read_text())
-        except FileNotFoundError:
+        change = self._json(PENDING_FILE)
+        if change is None:
             return None
-        except (OSError, ValueError) as e:
-            raise StateError(f"cannot read {self.path / PENDING_FILE}: {e}") from None
         state = self.load()
         if state is None or change.get("snapshot") != state.snapshot:
             return None  # begun on a snapshot since replaced: the full write superseded it
         replay(state, change)
         return state
 
-    def _read(self, name: str) -> State | None:
+    def _json(self, name: str) -> Any:
+        """A file's JSON; None when there is no such file."""
         try:
-            data = json.loads((self.path / name).read_text())
+            return json.loads((self.path / name).read_text())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as e:
             raise StateError(f"cannot read {self.path / name}: {e}") from None
+
+    def _read(self, name: str) -> State | None:
+        data = self._json(name)
+        if data is None:
+            return None
         known = {f.name for f in fields(State)} - {"changed_index"}  # drops older versions'
         return State(**{k: v for k, v in data.items() if k in known})
 
