@@ -44,6 +44,7 @@ OLD_PENDING_FILE = "state.pending.json"  # before the journal: removed with the 
 GENERATION_FILE = "generation"
 COMPACT_AFTER = 1 << 18  # bytes of journal after which a commit writes a new snapshot
 RUNTIME_SECTIONS = ("endpoints", "publish", "unpublish")  # what a runtime change touches
+NOT_IN_SNAPSHOT = frozenset({"generation", "changed_index"})  # State fields kept elsewhere
 LOCK_FILE = "lock"
 ERROR_LOG = "error.log"
 
@@ -177,7 +178,7 @@ class StateDir:
         data = self._json(name)
         if data is None:
             return None
-        known = {f.name for f in fields(State)} - {"changed_index"}  # drops older versions'
+        known = {f.name for f in fields(State)} - NOT_IN_SNAPSHOT  # drops older versions'
         return State(**{k: v for k, v in data.items() if k in known})
 
     def save(self, state: State) -> None:
@@ -266,5 +267,5 @@ class StateDir:
 def _dumps(state: State) -> str:
     # Not dataclasses.asdict: it deep-copies tens of thousands of entries first.
     fields_ = {f.name: getattr(state, f.name) for f in fields(state)
-               if f.name not in ("generation", "changed_index")}
+               if f.name not in NOT_IN_SNAPSHOT}
     return json.dumps(fields_, separators=(",", ":"))

@@ -46,9 +46,6 @@ def dump_config(config: Config) -> dict[str, Any]:
     return out
 
 
-
-
-
 def stored_endpoint(name: str, raw: dict[str, Any]) -> Endpoint:
     """An endpoint entry of nftnet's own state (validated when it was applied or attached)
     as the model, without marshmallow, whose import alone costs more than a ``port publish``."""
