@@ -15,7 +15,6 @@ from typing import Any
 
 from nftnet import names
 from nftnet.compile import HostFacts, compile_config
-from nftnet.compile.elements import published
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
@@ -135,7 +134,7 @@ def port_index(config: Config) -> tuple[dict[str, str], dict[str, list[str]]]:
     (``State.ports``, ``State.specific``): runtime commands' clash checks without a re-parse."""
     ports: dict[str, str] = {}
     specific: dict[str, list[str]] = {}
-    for name, spec, m in published(config):
+    for name, spec, m in config.published:
         holder = ports[port_key(m)] = f"endpoint {name} ({spec.text})"
         if m.host_ip is not None:
             specific.setdefault(wildcard_key(m), []).append(holder)

@@ -1,8 +1,8 @@
 """Netlink framing: headers, attributes, message walking. Bytes only, no sockets.
 
-Shared by the two places that speak netlink without a library's per-message objects, for
-speed: nft/generation.py (one nfnetlink request per command) and link/bridges.py (thousands of
-rtnetlink requests in batches over pyroute2's socket).
+Shared by the two places that read netlink without a library, for speed: nft/generation.py
+(one nfnetlink request per command) and link/bridges.py (link and address dumps, and the ACKs
+of its batches of pyroute2 messages).
 """
 
 from __future__ import annotations

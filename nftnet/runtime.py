@@ -13,9 +13,9 @@ which the other commands import where they use them.
 from __future__ import annotations
 
 import copy
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_interface
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,11 @@ class Runtime:
     def __init__(self, state_dir: StateDir, applier: Applier | None = None) -> None:
         self.state_dir = state_dir
         self._applier = applier
-        self.nft = applier.nft if applier else LibNft()
+
+    @cached_property
+    def nft(self) -> LibNft:
+        """libnftables, loaded on first use: the listing commands never need it."""
+        return self._applier.nft if self._applier else LibNft()
 
     @property
     def applier(self) -> Applier:
@@ -366,6 +370,8 @@ def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None) -> dict[
 
 
 def _veth_spec(name: str, net: Network, ep: Endpoint, netns: str, ifname: str) -> VethSpec:
+    import hashlib  # only here: its OpenSSL load costs a `port publish` 2 ms
+
     from nftnet.link.veth import VethSpec
 
     addrs = tuple(ip_interface(f"{a}/{s.prefixlen}") for a, s in ((ep.ipv4, net.subnet4),

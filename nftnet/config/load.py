@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
 from marshmallow import Schema, ValidationError
 
 from nftnet import names
@@ -20,8 +19,10 @@ from nftnet.config.rule_languages import Entry, entry_to_nft
 from nftnet.config.schema import NAME, EndpointSchema, NetworkSchema, TopSchema, check_ifname
 from nftnet.errors import ConfigError
 
+if TYPE_CHECKING:
+    import yaml
+
 Path_ = tuple[str | int, ...]
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def format_path(path: Path_) -> str:
@@ -44,13 +45,24 @@ def _flatten(messages: Any, path: Path_) -> list[tuple[Path_, str]]:
     return [(path, str(messages).replace("Unknown field.", "unknown key"))]
 
 
+def _yaml() -> tuple[Any, Any]:
+    """The yaml module and its fastest safe loader, imported on first use: a JSON config, read
+    by the json module, spares the ~10 ms of yaml's import."""
+    import yaml
+
+    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _line_of(node: yaml.Node | None, path: Path_) -> int | None:
     """The line (1-based) of the deepest node along ``path`` that exists in the document."""
-    line = node.start_mark.line + 1 if node is not None else None
+    if node is None:
+        return None
+    pyyaml, _ = _yaml()
+    line = node.start_mark.line + 1
     for part in path:
-        if isinstance(node, yaml.MappingNode):
+        if isinstance(node, pyyaml.MappingNode):
             node = next((v for k, v in node.value if k.value == part), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+        elif isinstance(node, pyyaml.SequenceNode) and isinstance(part, int):
             node = node.value[part] if part < len(node.value) else None
         else:
             node = None
@@ -95,19 +107,21 @@ def _section(
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate config text; raise ConfigError listing every problem, with line numbers."""
-    try:
-        # JSON is YAML too, but the json module reads a large generated config far faster.
-        data = _json_or_none(text)
-        if data is None:
-            data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as e:
-        raise ConfigError([f"{source}: not valid YAML or JSON: {e}"]) from None
+    # JSON is YAML too, but the json module reads a large generated config far faster.
+    data = _json_or_none(text)
+    if data is None:
+        pyyaml, loader = _yaml()
+        try:
+            data = pyyaml.load(text, Loader=loader)
+        except pyyaml.YAMLError as e:
+            raise ConfigError([f"{source}: not valid YAML or JSON: {e}"]) from None
     try:
         return _validate(data, source)
     except ConfigError:
         pass
     # Line numbers need the node tree: build it only to report errors.
-    return _validate(data, source, yaml.compose(text, Loader=_LOADER))
+    pyyaml, loader = _yaml()
+    return _validate(data, source, pyyaml.compose(text, Loader=loader))
 
 
 def _json_or_none(text: str) -> Any:

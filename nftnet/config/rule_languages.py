@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import cache
-from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoints
 
 GROUP = "nftnet.rule_languages"
 NFT = "nft"
@@ -21,14 +24,20 @@ Translator = Callable[[str, str], str]
 Entry = str | Mapping[str, str]
 
 
+def _entry_points(**match: str) -> EntryPoints:
+    from importlib.metadata import entry_points  # on first use: its import costs ~8 ms
+
+    return entry_points(**match)
+
+
 def languages() -> list[str]:
     """nft and every installed language, sorted."""
-    return sorted({NFT, *(ep.name for ep in entry_points(group=GROUP))})
+    return sorted({NFT, *(ep.name for ep in _entry_points(group=GROUP))})
 
 
 @cache
 def _translator(language: str) -> Translator:
-    found = entry_points(group=GROUP, name=language)
+    found = _entry_points(group=GROUP, name=language)
     if not found:
         raise ValueError(f"unknown rule language '{language}' (installed: "
                          f"{', '.join(languages())})")

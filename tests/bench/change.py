@@ -4,7 +4,8 @@ nftnet: one `nftnet port publish e0 PORT:PORT`, timed as a whole process (interp
 and imports included), on top of `nftnet apply` of the N-port config. Docker: the three
 `iptables -A` processes it runs for one port (nat DOCKER DNAT, filter DOCKER ACCEPT, nat
 POSTROUTING hairpin MASQUERADE) on top of the loaded export; and, as Docker 20.10 really runs
-them (libnetwork's ProgramRule), each -A after an `iptables -C` that looks for the rule. Every
+them (libnetwork's ProgramRule), each -A after an `iptables -C` that looks for the rule. And a
+Python process that only imports click: the least any command of a click CLI costs. Every
 size has its two namespaces up at once; publishes alternate between sizes and contenders, each
 a port of its own (host and container port the same, so none of Docker's rules exists yet).
 """
@@ -12,6 +13,7 @@ a port of its own (host and container port the same, so none of Docker's rules e
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,7 @@ from tests.bench import docker
 from tests.bench.common import Workload, netns, nftnet_argv, run_in
 
 FIRST_PORT = 60000  # above every benchmark size's published ports
-CONTENDERS = ("publish", "triple", "checked")
+CONTENDERS = ("publish", "triple", "checked", "click")
 
 
 @dataclass
@@ -28,6 +30,7 @@ class ChangeResult:
     publish: dict[int, list[float]] = field(default_factory=dict)
     triple: dict[int, list[float]] = field(default_factory=dict)
     checked: dict[int, list[float]] = field(default_factory=dict)  # each -A after its -C
+    click: dict[int, list[float]] = field(default_factory=dict)  # `python -c "import click"`
     # (rules already in the call's table, seconds) of every single iptables -A call
     calls: list[tuple[int, float]] = field(default_factory=list)
 
@@ -70,6 +73,10 @@ def _one(item: _Loaded, contender: str, port: int, result: ChangeResult) -> None
     if contender in ("triple", "checked"):
         seconds = _triple(item, port, result, check=contender == "checked")
         getattr(result, contender).setdefault(n, []).append(seconds)
+        return
+    if contender == "click":
+        seconds = run_in(item.nft_ns, [sys.executable, "-c", "import click"]).seconds
+        result.click.setdefault(n, []).append(seconds)
         return
     argv = nftnet_argv(item.state, "port", "publish", item.wl.first.endpoint, f"{port}:{port}")
     result.publish.setdefault(n, []).append(run_in(item.nft_ns, argv).seconds)

@@ -123,14 +123,13 @@ def await_rtnl() -> None:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
 
 
-def make_bridges(ns: str, workload: Workload, addresses: bool) -> None:
-    """The workload's bridges in ``ns`` (with gateway addresses and up, if ``addresses``)."""
+def make_bridges(ns: str, workload: Workload) -> None:
+    """The workload's bridges in ``ns`` as `nftnet apply` leaves them: gateway address, up."""
     lines = []
     for bridge, subnet in workload.bridges:
-        lines.append(f"link add {bridge} type bridge")
-        if addresses:
-            gateway = next(IPv4Network(subnet).hosts())
-            lines += [f"addr add {gateway}/24 dev {bridge}", f"link set {bridge} up"]
+        gateway = next(IPv4Network(subnet).hosts())
+        lines += [f"link add {bridge} type bridge", f"addr add {gateway}/24 dev {bridge}",
+                  f"link set {bridge} up"]
     sh("ip", "-n", ns, "-batch", "-", input="\n".join(lines) + "\n")
 
 

@@ -217,7 +217,7 @@ class Bed:
             self.swaps = {wl.ports: _swap_batch(wl, tmp) for wl in workloads}
             run_in(host, nftnet_argv(tmp / "packets-state", "apply", "-f", str(big.config_path)))
         else:
-            make_bridges(host, big, addresses=True)
+            make_bridges(host, big)
             self.lab.sysctl(host, "net.ipv4.ip_forward", "1")
             self.exports = {wl.ports: wl.export_path for wl in workloads}
             with open(big.export_path) as f:

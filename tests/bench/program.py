@@ -2,9 +2,12 @@
 
   floor      `nft -j -f` of nftnet's rendered batch (process start included)
   txn        nftnet's transaction: its libnftables call for that batch, timed in-process
-  apply      the whole `nftnet apply` process, bridges already there (like the others)
+  apply      the whole `nftnet apply` process, bridges already there with their addresses, up
+             (the others do no link work either)
   apply+br   the same, creating the bridges too
   restore    `iptables-restore` of nftnet's iptables-save export
+  stack      a Python process that only imports click, marshmallow and the nftables binding:
+             the least any `apply` of this stack (the brief's CLI and validator) can cost
   per call   one `iptables` process per rule, as Docker does (up to a size; see docker.py)
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 from tests.bench import docker
 from tests.bench.common import Workload, make_bridges, netns, nftnet_argv, run_in
 
-CONTENDERS = ("floor", "txn", "apply", "apply+br", "restore")
+STACK = "import click, marshmallow, nftables"
 _TIME_BATCH = """
 import json, sys, time
 from nftnet.nft.libnft import LibNft
@@ -46,8 +49,8 @@ class ProgramResult:
 
 
 def _apply(wl: Workload, ns: str, tmp: Path, bridges_first: bool) -> float:
-    if bridges_first:
-        make_bridges(ns, wl, addresses=False)
+    if bridges_first:  # as they are after an apply: the others program the firewall only too
+        make_bridges(ns, wl)
     state = tmp / f"state-{uuid.uuid4().hex[:8]}"
     try:
         return run_in(ns, nftnet_argv(state, "apply", "-f", str(wl.config_path))).seconds
@@ -68,6 +71,7 @@ def _contenders(wl: Workload, tmp: Path) -> dict[str, Callable[[str], float]]:
         "apply": lambda ns: _apply(wl, ns, tmp, bridges_first=True),
         "apply+br": lambda ns: _apply(wl, ns, tmp, bridges_first=False),
         "restore": lambda ns: _restore(wl, ns),
+        "stack": lambda ns: run_in(ns, [sys.executable, "-c", STACK]).seconds,
     }
 
 

@@ -40,6 +40,7 @@ try:
                          for name, s in bridges.observe().items()}}
 except LinkError as e:
     out = {"error": str(e)}
+out["pyroute2"] = "pyroute2" in sys.modules
 print(json.dumps(out))
 """
 
@@ -50,7 +51,9 @@ def call(ns: Netns, op: str, arg: object = None, chunk: int = 0) -> dict[str, An
 
 
 def ensure(ns: Netns, specs: list[Spec], chunk: int = 0) -> dict[str, Any]:
-    return call(ns, "ensure", specs, chunk)
+    out = call(ns, "ensure", specs, chunk)
+    del out["pyroute2"]
+    return out
 
 
 def observe(ns: Netns) -> dict[str, dict[str, Any]]:
@@ -142,7 +145,16 @@ def test_refused_address_rolls_back_the_batch(netns: Netns, chunk: int) -> None:
     assert set(ip_links(netns)) == {"lo", "br-old"}
 
 
+def test_reading_and_changing_nothing_leave_pyroute2_unloaded(netns: Netns) -> None:
+    """An apply that changes no link must not pay pyroute2's import (~75 ms)."""
+    specs: list[Spec] = [("br-a", ["10.64.0.1/24", "fd00:64::1/64"], 1500)]
+    assert call(netns, "ensure", specs) == {"created": ["br-a"], "pyroute2": True}
+    assert call(netns, "ensure", specs) == {"created": [], "pyroute2": False}
+    assert call(netns, "observe")["pyroute2"] is False
+    assert call(netns, "delete", ["br-missing"]) == {"pyroute2": False}
+
+
 def test_delete_links_deletes_only_what_exists(netns: Netns) -> None:
     ensure(netns, [("br-a", [], 1500), ("br-b", [], 1500), ("br-c", [], 1500)])
-    assert call(netns, "delete", ["br-a", "br-missing", "br-c", "br-a"]) == {}
+    assert call(netns, "delete", ["br-a", "br-missing", "br-c", "br-a"]) == {"pyroute2": True}
     assert set(ip_links(netns)) == {"lo", "br-b"}
