@@ -118,7 +118,9 @@ def netns() -> Iterator[str]:
 
 def await_rtnl() -> None:
     """Block until the kernel has torn down the namespaces deleted before (idle waits of up to
-    half a minute for a thousand bridges, holding the lock every link change needs)."""
+    a minute for a thousand bridges, holding the lock every link change needs and keeping a
+    core busy). The pause first lets a teardown just queued take that lock."""
+    time.sleep(0.2)
     with netns() as ns:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
 

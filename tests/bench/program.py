@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.bench import docker
-from tests.bench.common import Workload, make_bridges, netns, nftnet_argv, run_in
+from tests.bench.common import (
+    Workload,
+    await_rtnl,
+    make_bridges,
+    netns,
+    nftnet_argv,
+    run_in,
+)
 
 STACK = "import click, marshmallow, nftables"
 _TIME_BATCH = """
@@ -95,6 +102,7 @@ def run(workloads: list[Workload], rounds: int, per_call_max: int, tmp: Path,
             shift = r % len(bodies)
             times = result.times.setdefault(wl.ports, {name: [] for name, _ in bodies})
             for name, body in bodies[shift:] + bodies[:shift]:
+                await_rtnl()  # no contender timed while the one before's bridges go
                 with netns() as ns:
                     times[name].append(body(ns))
             if r == 0 and wl.ports <= per_call_max:

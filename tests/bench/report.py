@@ -259,6 +259,8 @@ def notes(res: Results) -> list[str]:
     out += ["- `nftnet apply` (and the floor, the transaction and `iptables-restore`) find the "
             "bridges already there, with their addresses and up, so that every contender "
             "programs the firewall only; `+ bridges` is `nftnet apply` creating them too. "
+            "Each contender starts once the kernel has torn down the namespace before it (a "
+            "thousand bridges keep a core busy for up to a minute). "
             "Processes enter the namespace through nsenter(1), spawned with vfork. The "
             "transaction is timed inside its process (no interpreter start); the floor and "
             "`iptables-restore` include their process start (milliseconds).",
