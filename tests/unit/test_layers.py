@@ -56,6 +56,21 @@ def test_publish_path_imports_no_heavy_library() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_apply_of_a_json_config_imports_no_library_it_does_not_use() -> None:
+    """Generated configs are JSON: read by json, they spare yaml's import; entry points are
+    looked up only for user rules in another language; pyroute2 only when a link changes
+    (tests/kernel/test_bridges_kernel.py)."""
+    code = ("import sys; import nftnet.apply, nftnet.cli.commands; "
+            "from nftnet.config.load import parse_config; "
+            "parse_config('{\"version\": 1, \"networks\": {\"n\": {\"subnet\": "
+            "\"10.1.0.0/24\"}}, \"user_rules\": [\"tcp dport 22 drop\"]}'); "
+            "print(sorted(m for m in ('yaml', 'importlib.metadata', 'pyroute2') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
 def test_every_command_is_listed_and_loads() -> None:
     from click import Context
 
