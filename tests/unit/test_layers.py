@@ -43,32 +43,32 @@ def test_nftnet_never_imports_compat() -> None:
     assert not [p for p in (ROOT / "nftnet").rglob("*.py") if "compat" in imports(p)]
 
 
+def loaded(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    probe = f"import sys\n{code}\nprint(sorted(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return ast.literal_eval(out.stdout.strip())  # type: ignore[no-any-return]
+
+
 def test_publish_path_imports_no_heavy_library() -> None:
     """`port publish` is what scripts run most: its start-up must not pay for marshmallow
     (tens of milliseconds for one regex), pyroute2 or the YAML loader (see cli/main.py)."""
-    code = ("import sys; from nftnet.cli.main import cli; import click; "
+    code = ("from nftnet.cli.main import cli; import click; "
             "ctx = click.Context(cli); group = cli.get_command(ctx, 'port'); "
-            "group.get_command(ctx, 'publish'); import nftnet.runtime; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'marshmallow', 'pyroute2', 'yaml', 'compat'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
-    assert out.stdout.strip() == "[]"
+            "group.get_command(ctx, 'publish'); import nftnet.runtime")
+    assert loaded(code, ("marshmallow", "pyroute2", "yaml", "compat")) == []
 
 
 def test_apply_of_a_json_config_imports_no_library_it_does_not_use() -> None:
     """Generated configs are JSON: read by json, they spare yaml's import; entry points are
     looked up only for user rules in another language; pyroute2 only when a link changes
     (tests/kernel/test_bridges_kernel.py)."""
-    code = ("import sys; import nftnet.apply, nftnet.cli.commands; "
+    code = ("import nftnet.apply, nftnet.cli.commands; "
             "from nftnet.config.load import parse_config; "
             "parse_config('{\"version\": 1, \"networks\": {\"n\": {\"subnet\": "
-            "\"10.1.0.0/24\"}}, \"user_rules\": [\"tcp dport 22 drop\"]}'); "
-            "print(sorted(m for m in ('yaml', 'importlib.metadata', 'pyroute2') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
-    assert out.stdout.strip() == "[]"
+            "\"10.1.0.0/24\"}}, \"user_rules\": [\"tcp dport 22 drop\"]}')")
+    assert loaded(code, ("yaml", "importlib.metadata", "pyroute2")) == []
 
 
 def test_every_command_is_listed_and_loads() -> None:
