@@ -18,7 +18,8 @@ from nftnet.compile import HostFacts, compile_config
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
-from nftnet.effective import after_apply, merge, port_key, wildcard_key
+from nftnet.desired.ports import PortIndex
+from nftnet.effective import after_apply, merge
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
@@ -129,18 +130,6 @@ def effective_config(declared: dict[str, Any], runtime: dict[str, Any]) -> Confi
     return parse_config(json.dumps(merge(declared, runtime)), "config + runtime changes")
 
 
-def port_index(config: Config) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Who holds each host binding, and the holders of bindings to one address by port
-    (``State.ports``, ``State.specific``): runtime commands' clash checks without a re-parse."""
-    ports: dict[str, str] = {}
-    specific: dict[str, list[str]] = {}
-    for name, spec, m in config.published:
-        holder = ports[port_key(m)] = f"endpoint {name} ({spec.text})"
-        if m.host_ip is not None:
-            specific.setdefault(wildcard_key(m), []).append(holder)
-    return ports, specific
-
-
 class Applier:
     """Full applies: ``apply -f``, and completing or healing after runtime changes."""
 
@@ -184,7 +173,8 @@ class Applier:
         base.created_bridges = sorted(set(prev.created_bridges if prev else []) | set(created))
         base.batch_hash = want.batch_hash
         base.generation = after_one_commit(before)
-        base.ports, base.specific = port_index(want.config)
+        index = PortIndex.of(want.config.published)
+        base.ports, base.specific = index.ports, index.specific
         base.user_chain = user_chain if want.config.user_rules is None else None
         self.state_dir.save(base)
         self.state_dir.abort()

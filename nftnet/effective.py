@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nftnet.config.model import PortMapping
 from nftnet.errors import ConfigError
 
 RUNTIME_ONLY_KEYS = ("netns", "ifname", "host_ifname")
@@ -51,12 +50,3 @@ def after_apply(runtime: dict[str, Any], declared: dict[str, Any]) -> dict[str, 
     names = set(declared.get("endpoints") or {}) | set(kept["endpoints"])
     kept["publish"] = {k: v for k, v in kept["publish"].items() if k in names}
     return kept
-
-
-def port_key(m: PortMapping) -> str:
-    """One host binding: family, host address ("*" for all), protocol, port."""
-    return f"{m.family}|{m.host_ip if m.host_ip is not None else '*'}|{m.proto}|{m.host_port}"
-
-
-def wildcard_key(m: PortMapping) -> str:
-    return f"{m.family}|*|{m.proto}|{m.host_port}"

@@ -6,7 +6,6 @@ unexpected bug (the traceback goes to the log, not the screen); 130 interrupted.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_INVALID = 2
 EXIT_BUG = 3
@@ -31,10 +30,6 @@ class ConfigError(NftnetError):
 
 class TransactionError(NftnetError):
     """The kernel (or libnftables) refused a batch; nothing of it was applied."""
-
-    def __init__(self, message: str, batch: str | None = None) -> None:
-        self.batch = batch
-        super().__init__(message)
 
 
 class LinkError(NftnetError):

@@ -24,7 +24,7 @@ from nftnet.config.checks import host_problem
 from nftnet.config.dump import stored_binding, stored_endpoint
 from nftnet.config.model import Endpoint, IPAddress, Network, PortMapping, PublishSpec
 from nftnet.config.publish import expand, parse_publish
-from nftnet.effective import port_key, wildcard_key
+from nftnet.desired.ports import PortIndex, clash_message, holder_name
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft
@@ -276,9 +276,15 @@ def _published(state: State, name: str, raw: dict[str, Any]) -> dict[str, Any]:
         "publish": publish}
 
 
+def _index(state: State) -> PortIndex:
+    """The state's port index; what a change does to it is journaled (``runtime_change``)."""
+    return PortIndex(state.ports, state.specific, state.changed_index)
+
+
 def _claim(state: State, ep: Endpoint, binding: IPv4Address, specs: list[PublishSpec]
            ) -> list[PortMapping]:
     """Expand ``specs`` and record them in the port index; ConfigError on a clash."""
+    index = _index(state)
     maps: list[PortMapping] = []
     for i, spec in enumerate(specs):
         try:
@@ -286,35 +292,18 @@ def _claim(state: State, ep: Endpoint, binding: IPv4Address, specs: list[Publish
         except ValueError as e:
             raise ConfigError([f"publish[{i}]: {e}"]) from None
         for m in expanded:
-            key, port = port_key(m), wildcard_key(m)
-            holder = state.ports.get(key) or (
-                next(iter(state.specific.get(port, [])), None) if m.host_ip is None
-                else state.ports.get(port))
-            if holder:
-                raise ConfigError([f"publish[{i}]: {m.proto} port {m.host_port} is already "
-                                   f"published by {holder}"])
-            holder = state.ports[key] = f"endpoint {ep.name} ({spec.text})"
-            state.changed_index.add(("ports", key))
-            if m.host_ip is not None:
-                state.specific[port] = [*state.specific.get(port, []), holder]
-                state.changed_index.add(("specific", port))
+            if holder := index.holder(m):
+                raise ConfigError([f"publish[{i}]: {clash_message(m, holder)}"])
+            index.claim(m, holder_name(ep.name, spec))
         maps += expanded
     return maps
 
 
 def _release(state: State, maps: list[PortMapping]) -> list[PortMapping]:
     """Free the host bindings of ``maps`` in the port index."""
+    index = _index(state)
     for m in maps:
-        key, port = port_key(m), wildcard_key(m)
-        holder = state.ports.pop(key, None)
-        state.changed_index.add(("ports", key))
-        holders = state.specific.get(port, [])
-        if m.host_ip is not None and holder in holders:
-            holders = [h for h in holders if h != holder]
-            state.specific[port] = holders
-            if not holders:
-                del state.specific[port]
-            state.changed_index.add(("specific", port))
+        index.release(m)
     return maps
 
 

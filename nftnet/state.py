@@ -57,7 +57,7 @@ def empty_runtime() -> dict[str, Any]:
 class State:
     config: dict[str, Any]
     runtime: dict[str, Any] = field(default_factory=empty_runtime)
-    ports: dict[str, str] = field(default_factory=dict)  # binding (effective.port_key) -> holder
+    ports: dict[str, str] = field(default_factory=dict)  # desired.ports.PortIndex
     # wildcard_key -> holders of bindings to one address on that port: a wildcard clashes
     specific: dict[str, list[str]] = field(default_factory=dict)
     user_chain: list[Any] | None = None

@@ -10,6 +10,7 @@ from ipaddress import IPv4Network, IPv6Network
 
 from nftnet.config.model import Config, Endpoint, IPAddress, Network
 from nftnet.config.publish import expand
+from nftnet.desired.ports import PortIndex, clash_message, holder_name
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -81,7 +82,7 @@ def _endpoint_addresses(name: str, ep: Endpoint, net: Network) -> Iterator[Probl
 
 def _endpoints(config: Config) -> Iterator[Problem]:
     owners: dict[IPAddress, str] = {}
-    bound: dict[tuple[object, ...], str] = {}
+    bound = PortIndex()
     for name, ep in config.endpoints.items():
         net = config.networks.get(ep.network)
         if net is None:
@@ -109,9 +110,8 @@ def _publish(
     index: int,
     ep: Endpoint,
     net: Network,
-    bound: dict[tuple[object, ...], str],
+    bound: PortIndex,
 ) -> Iterator[Problem]:
-    """A host address/proto/port may be bound once; a wildcard clashes with every address."""
     path = ("endpoints", name, "publish", index)
     spec = ep.publish[index]
     try:
@@ -119,23 +119,12 @@ def _publish(
     except ValueError as e:
         yield path, str(e)
         return
-    where = f"endpoint {name} ({spec.text})"
     for m in mappings:
-        key = (m.family, m.host_ip, m.proto, m.host_port)
-        port_key = (m.family, None, m.proto, m.host_port)
-        # port_key holds the wildcard binding; "*" + port_key any binding of that port.
-        clash = bound.get(("*", *port_key)) if m.host_ip is None else (
-            bound.get(key) or bound.get(port_key)
-        )
+        clash = bound.holder(m)
         if clash is not None:
-            host = m.host_ip if m.host_ip is not None else "every address"
-            yield path, (
-                f"{m.proto} port {m.host_port} on {host} (IPv{m.family}) is already published "
-                f"by {clash}"
-            )
+            yield path, clash_message(m, clash)
             return
-        bound[key] = where
-        bound.setdefault(("*", *port_key), where)
+        bound.claim(m, holder_name(name, spec))
 
 
 def check_config(config: Config) -> list[Problem]:

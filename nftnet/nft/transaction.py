@@ -31,9 +31,6 @@ class Transaction:
     def delete(self, obj: NftObject) -> None:
         self.ops.append(("delete", obj))
 
-    def __len__(self) -> int:
-        return len(self.ops)
-
     def to_json(self) -> Json:
         """The batch as libnftables JSON; deterministic for the same operations."""
         out: list[Any] = [{"metainfo": {"json_schema_version": 1}}]

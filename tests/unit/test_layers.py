@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE = ["nftnet/compile", "nftnet/config", "nftnet/nft/objects.py", "nftnet/nft/transaction.py",
-        "nftnet/plan.py", "nftnet/effective.py"]
+PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects.py",
+        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py"]
 FORBIDDEN = {"nftables", "pyroute2", "subprocess", "os", "socket"}
 
 
