@@ -38,3 +38,11 @@ class LinkError(NftnetError):
 
 class StateError(NftnetError):
     """The state directory could not be read, written or locked."""
+
+
+class UnsafeStateError(StateError):
+    """The state directory, or a file in it, is one that someone else could change (owner,
+    mode, a link): nftnet, running as root, would be steered by them. The caller's directory
+    is wrong, so exit 2; the message names the path and the fix."""
+
+    exit_code = EXIT_INVALID

@@ -210,11 +210,14 @@ class Runtime:
             bridge = self.entry(state, "networks", name)[0].get("bridge") or f"nft-{name}"
             del state.runtime["networks"][name]
             self._converge(state, prev)
+            lines.append(f"- network {name}")
             if bridge in state.created_bridges:
-                bridges.delete_links([bridge])
+                if bridges.delete_links([bridge]):
+                    lines.append(f"kept bridge {bridge}: it lacks nftnet's mark (ifalias "
+                                 f"{bridges.MARK!r}), so nftnet did not make it")
                 state.created_bridges.remove(bridge)
                 self.state_dir.save(state)
-            return [*lines, f"- network {name}"]
+            return lines
 
     def _converge(self, state: State, prev: State | None) -> None:
         from nftnet.apply import desired, effective_config

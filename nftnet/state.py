@@ -20,21 +20,30 @@ Layout of ``--state-dir`` (default /var/lib/nftnet):
   error.log   tracebacks of unexpected errors (exit 3)
 Writes are atomic: a temp file is fsync'ed and renamed over the old one, or a line is appended
 and fsync'ed (a torn last line was never committed and is ignored).
+
+nftnet runs as root, so nobody else may steer it through this directory: it is refused (exit 2,
+naming the fix) unless it, and every parent nftnet makes for it, is owned by nftnet's own user
+and writable by nobody else, and it is not a symbolic link. Directories are made 0700 and files
+0600, whatever the umask. Every file is opened relative to one descriptor of the checked
+directory, never through a symbolic link, and refused unless it is a regular file of one link
+that only nftnet's user can change.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from nftnet.errors import StateError
+from nftnet.errors import StateError, UnsafeStateError
 
 DEFAULT_DIR = "/var/lib/nftnet"
 STATE_FILE = "state.json"
@@ -47,6 +56,9 @@ RUNTIME_SECTIONS = ("endpoints", "publish", "unpublish")  # what a runtime chang
 NOT_IN_SNAPSHOT = frozenset({"generation", "changed_index"})  # State fields kept elsewhere
 LOCK_FILE = "lock"
 ERROR_LOG = "error.log"
+DIR_MODE, FILE_MODE = 0o700, 0o600  # whatever the umask
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO never hangs
 
 
 def empty_runtime() -> dict[str, Any]:
@@ -99,21 +111,34 @@ def replay(state: State, change: dict[str, Any]) -> None:
 
 
 class StateDir:
+    """The state directory. Every file is opened relative to one descriptor of the directory,
+    which is checked when opened (``_open_dir``), and never through a symbolic link."""
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._fd: int | None = None  # the directory, open while the lock is held
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the lock so that concurrent nftnet commands run one after another."""
+        """Hold the lock so that concurrent nftnet commands run one after another; the
+        directory is made if missing and checked, once for the whole command."""
+        fd = self._open_dir(create=True)
+        assert fd is not None
         try:
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise StateError(f"cannot use state directory {self.path}: {e.strerror}") from None
+            try:
+                lock = self._open(fd, LOCK_FILE, os.O_RDWR | os.O_CREAT)
+            except OSError as e:
+                raise StateError(f"cannot lock {self.path / LOCK_FILE}: {e.strerror}") from None
+        except BaseException:
+            os.close(fd)
+            raise
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._fd = fd
             yield
         finally:
+            self._fd = None
+            os.close(lock)
             os.close(fd)
 
     def load(self) -> State | None:
@@ -125,18 +150,15 @@ class StateDir:
             if change.get("snapshot") == state.snapshot:
                 replay(state, change)
         try:
-            state.generation = (self.path / GENERATION_FILE).read_text().strip() or None
-        except OSError:
+            state.generation = (self._read_text(GENERATION_FILE) or "").strip() or None
+        except UnsafeStateError:
+            raise
+        except StateError:
             state.generation = None
         return state
 
     def _journal(self) -> list[dict[str, Any]]:
-        try:
-            lines = (self.path / JOURNAL_FILE).read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        except OSError as e:
-            raise StateError(f"cannot read {self.path / JOURNAL_FILE}: {e.strerror}") from None
+        lines = (self._read_text(JOURNAL_FILE) or "").splitlines()
         out = []
         for i, line in enumerate(lines):
             try:
@@ -149,7 +171,7 @@ class StateDir:
     def save_generation(self, generation: str | None) -> None:
         """Record the generation after nftnet's own change (None: unknown, forget it)."""
         if generation is None:
-            (self.path / GENERATION_FILE).unlink(missing_ok=True)
+            self._unlink(GENERATION_FILE)
         else:
             self._write(GENERATION_FILE, generation)
 
@@ -167,11 +189,12 @@ class StateDir:
 
     def _json(self, name: str) -> Any:
         """A file's JSON; None when there is no such file."""
-        try:
-            return json.loads((self.path / name).read_text())
-        except FileNotFoundError:
+        text = self._read_text(name)
+        if text is None:
             return None
-        except (OSError, ValueError) as e:
+        try:
+            return json.loads(text)
+        except ValueError as e:
             raise StateError(f"cannot read {self.path / name}: {e}") from None
 
     def _read(self, name: str) -> State | None:
@@ -187,7 +210,7 @@ class StateDir:
         state.snapshot = uuid.uuid4().hex
         self._write(STATE_FILE, _dumps(state))
         for name in (JOURNAL_FILE, PENDING_FILE):
-            (self.path / name).unlink(missing_ok=True)
+            self._unlink(name)
         self.save_generation(state.generation)
 
     def begin(self, change: dict[str, Any]) -> None:
@@ -198,53 +221,28 @@ class StateDir:
 
     def commit(self) -> None:
         """The kernel holds the pending change: append it to the journal."""
-        journal = self.path / JOURNAL_FILE
-        try:
-            line = (self.path / PENDING_FILE).read_text()
-            with open(journal, "a") as f:
-                f.write(line + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            (self.path / PENDING_FILE).unlink()
-            self._sync_dir()
-            big = journal.stat().st_size > COMPACT_AFTER
-        except OSError as e:
-            raise StateError(f"cannot commit to {journal}: {e.strerror}") from None
-        state = self.load() if big else None
+        line = self._read_text(PENDING_FILE)
+        if line is None:
+            raise StateError(f"cannot commit to {self.path / JOURNAL_FILE}: "
+                             f"{self.path / PENDING_FILE} is gone")
+        size = self._append(JOURNAL_FILE, line + "\n")
+        self._unlink(PENDING_FILE)
+        self._sync_dir()
+        state = self.load() if size > COMPACT_AFTER else None
         if state is not None:  # fold the journal into a new snapshot now and then
             self.save(state)
 
     def abort(self) -> None:
         """The kernel refused the change: forget it."""
-        (self.path / PENDING_FILE).unlink(missing_ok=True)
-
-    def _write(self, name: str, text: str) -> None:
-        target = self.path / name
-        tmp = target.with_suffix(".tmp")
-        try:
-            with open(tmp, "w") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-            self._sync_dir()
-        except OSError as e:
-            raise StateError(f"cannot write {target}: {e.strerror}") from None
-
-    def _sync_dir(self) -> None:
-        dir_fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._unlink(PENDING_FILE)
 
     def remove(self) -> bool:
         """Delete every file nftnet keeps here (teardown), then the directory; False when it
         holds files of someone else's and stays. Call with the lock held: its file goes too."""
         for name in (STATE_FILE, JOURNAL_FILE, PENDING_FILE, OLD_PENDING_FILE, GENERATION_FILE,
                      ERROR_LOG, LOCK_FILE):
-            for path in (self.path / name, (self.path / name).with_suffix(".tmp")):
-                path.unlink(missing_ok=True)
+            self._unlink(name)
+            self._unlink(_tmp(name))
         try:
             self.path.rmdir()
         except FileNotFoundError:
@@ -254,14 +252,204 @@ class StateDir:
         return True
 
     def log_error(self, text: str) -> Path | None:
-        """Append to the error log; None when even that is impossible."""
+        """Append to the error log; None when even that is impossible (or the directory is
+        refused)."""
         try:
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with open(self.path / ERROR_LOG, "a") as f:
-                f.write(text)
-            return self.path / ERROR_LOG
-        except OSError:
+            self._append(ERROR_LOG, text)
+        except StateError:
             return None
+        return self.path / ERROR_LOG
+
+    # -- the file primitives: every read and write of the directory goes through these ------
+
+    def _read_text(self, name: str) -> str | None:
+        """A file's text; None when there is no such file (or no directory)."""
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return None
+            try:
+                with open(self._open(dir_fd, name, os.O_RDONLY)) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                raise StateError(f"cannot read {self.path / name}: {e.strerror}") from None
+
+    def _write(self, name: str, text: str) -> None:
+        """Replace a file atomically: a new temp file (any old one, or whatever has its name,
+        unlinked first) is written, fsync'ed and renamed over ``name``."""
+        tmp = _tmp(name)
+        with self._dir(create=True) as dir_fd:
+            assert dir_fd is not None
+            try:
+                _unlink_at(dir_fd, tmp)
+                with open(self._open(dir_fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL),
+                          "w") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                os.fsync(dir_fd)
+            except OSError as e:
+                raise StateError(f"cannot write {self.path / name}: {e.strerror}") from None
+
+    def _append(self, name: str, text: str) -> int:
+        """Append to a file and fsync it; its size after."""
+        with self._dir(create=True) as dir_fd:
+            assert dir_fd is not None
+            try:
+                with open(self._open(dir_fd, name, os.O_WRONLY | os.O_APPEND | os.O_CREAT),
+                          "a") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    return os.fstat(f.fileno()).st_size
+            except OSError as e:
+                raise StateError(f"cannot write {self.path / name}: {e.strerror}") from None
+
+    def _unlink(self, name: str) -> None:
+        """Remove a file (a link itself, never its target); nothing when there is none."""
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return
+            try:
+                _unlink_at(dir_fd, name)
+            except OSError as e:
+                raise StateError(f"cannot remove {self.path / name}: {e.strerror}") from None
+
+    def _sync_dir(self) -> None:
+        with self._dir() as dir_fd:
+            if dir_fd is not None:
+                os.fsync(dir_fd)
+
+    @contextmanager
+    def _dir(self, create: bool = False) -> Iterator[int | None]:
+        """The directory's descriptor: the one held with the lock, or one opened for this
+        call; None when there is no directory and ``create`` is false."""
+        if self._fd is not None:
+            yield self._fd
+            return
+        fd = self._open_dir(create)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _open_dir(self, create: bool) -> int | None:
+        """Open the state directory, never through a symbolic link, and check it (``_check``);
+        with ``create``, make it and its missing parents first, 0700 whatever the umask, each
+        checked too. None when it does not exist and ``create`` is false. UnsafeStateError
+        names a directory someone else could change; StateError any other failure."""
+        path = Path(os.path.abspath(self.path))
+        missing: list[str] = []  # components to make, deepest first
+        where = path
+        while True:
+            try:
+                fd = os.open(where, _DIR_FLAGS | (os.O_NOFOLLOW if where == path else 0))
+                break
+            except FileNotFoundError:
+                if not create or where == where.parent:
+                    return None
+                missing.append(where.name)
+                where = where.parent
+            except OSError as e:
+                raise _unusable(where, e) from None
+        try:
+            if not missing:
+                _check(where, os.fstat(fd))
+            for name in reversed(missing):
+                where = where / name
+                try:
+                    os.mkdir(name, DIR_MODE, dir_fd=fd)
+                    made = True
+                except FileExistsError:
+                    made = False  # made in the meantime, by someone: checked below
+                child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                if made:
+                    os.fchmod(fd, DIR_MODE)
+                _check(where, os.fstat(fd))
+        except OSError as e:
+            os.close(fd)
+            raise _unusable(where, e) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _open(self, dir_fd: int, name: str, flags: int) -> int:
+        """A descriptor of file ``name``, never opened through a symbolic link (and never
+        blocking on a FIFO); one it creates is 0600 whatever the umask. UnsafeStateError
+        unless it is a regular file of one link that only this process's user can change;
+        OSError (FileNotFoundError: none) otherwise."""
+        path = self.path / name
+        try:
+            fd = os.open(name, flags | _FILE_FLAGS, FILE_MODE, dir_fd=dir_fd)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise UnsafeStateError(f"{path} is a symbolic link, which nftnet never follows "
+                                       f"in its state directory; fix: rm {path}") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            _check(path, st)
+            if flags & os.O_CREAT and stat.S_IMODE(st.st_mode) != FILE_MODE:
+                os.fchmod(fd, FILE_MODE)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+
+def _check(path: Path, st: os.stat_result) -> None:
+    """Refuse (UnsafeStateError, naming the fix) a directory or file that someone other than
+    this process's user could change: owned by another uid, writable by group or others, or,
+    for a file, not a regular file of one link (a hard link to another file)."""
+    directory = stat.S_ISDIR(st.st_mode)
+    problems = []
+    if st.st_uid != os.geteuid():
+        problems.append(f"owned by uid {st.st_uid}")
+    if st.st_mode & 0o022:
+        problems.append(f"writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})")
+    if problems:
+        euid = os.geteuid()
+        fix = (f"chown {'root' if euid == 0 else euid}: {path} && "
+               f"chmod {DIR_MODE if directory else FILE_MODE:o} {path}")
+        what = "state directory" if directory else "state file"
+        raise UnsafeStateError(f"{what} {path} is {' and '.join(problems)}: whoever can change "
+                               f"it could steer nftnet; fix: {fix}")
+    if not directory and (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1):
+        raise UnsafeStateError(f"{path} is not a regular file of one link, as nftnet's own "
+                               f"files are; fix: rm {path}")
+
+
+def _unusable(path: Path, error: OSError) -> StateError:
+    """The error for a state directory (or parent) that cannot be opened or made."""
+    if error.errno in (errno.ENOTDIR, errno.ELOOP) and path.is_symlink():
+        return UnsafeStateError(f"state directory {path} is a symbolic link, which nftnet does "
+                                f"not follow; fix: --state-dir {os.path.realpath(path)}")
+    return StateError(f"cannot use state directory {path}: {error.strerror}")
+
+
+def _unlink_at(dir_fd: int, name: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def _tmp(name: str) -> str:
+    """The temp file ``_write`` renames over ``name``."""
+    return str(Path(name).with_suffix(".tmp"))
+
+
+def create_file(path: Path, text: str) -> None:
+    """Write a new file beside the state (teardown's saved rules), 0600 whatever the umask,
+    never through a link: FileExistsError when the name is taken, OSError otherwise."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, FILE_MODE)
+    with open(fd, "w") as f:
+        os.fchmod(fd, FILE_MODE)
+        f.write(text)
 
 
 def _dumps(state: State) -> str:

@@ -1,9 +1,10 @@
 """``nftnet teardown``: remove what nftnet made, and nothing else.
 
 Links go first and nftnet's table last, so that no container is reachable without the firewall
-in between at any moment: runtime endpoints' veths, the bridges nftnet created (adopted ones
-stay), IP forwarding where nftnet switched it on, then table inet nftnet and the state. The
-user chain's rules are saved to a file before anything is removed.
+in between at any moment: runtime endpoints' veths, the bridges nftnet created (those the state
+lists that still carry bridges.MARK: adopted ones stay), IP forwarding where nftnet switched it
+on, then table inet nftnet and the state. The user chain's rules are saved to a file before
+anything is removed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from nftnet.link import bridges, sysctl, veth
 from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Table
 from nftnet.nft.transaction import Transaction
-from nftnet.state import StateDir
+from nftnet.state import StateDir, create_file
 
 TABLE_SPEC = f"table {names.FAMILY} {names.TABLE}"
 
@@ -32,6 +33,8 @@ class Plan:
     veths: list[str] = field(default_factory=list)
     bridges: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # links --keep-bridges leaves
+    # bridges the state lists that lack nftnet's mark (bridges.MARK): not nftnet's, kept
+    unmarked: list[str] = field(default_factory=list)
     forwarding: list[int] = field(default_factory=list)
     user_rules: list[str] = field(default_factory=list)  # nft syntax, in chain order
 
@@ -51,6 +54,10 @@ class Plan:
         if self.kept:
             out.append(f"kept (--keep-bridges): {' '.join(self.kept)}; containers on them are "
                        "no longer firewalled by nftnet")
+        if self.unmarked:
+            out.append(f"kept: {' '.join(self.unmarked)}, listed in the state as made by "
+                       f"nftnet but without its mark (ifalias {bridges.MARK!r}): nftnet did "
+                       "not make them, or a version before the mark did")
         return out
 
 
@@ -65,7 +72,9 @@ def plan(state_dir: StateDir, nft: LibNft, keep_links: bool) -> Plan:
     links = bridges.observe()
     out.veths = [ep["host_ifname"] for ep in state.runtime["endpoints"].values()
                  if ep["host_ifname"] in links]
-    out.bridges = [b for b in state.created_bridges if b in links]
+    listed = [b for b in state.created_bridges if b in links]
+    out.bridges = [b for b in listed if links[b].marked]
+    out.unmarked = [b for b in listed if not links[b].marked]
     if keep_links:
         out.kept, out.veths, out.bridges = out.bridges + out.veths, [], []
     out.forwarding = [int(v) for v, on in sorted(state.forwarding_enabled.items())
@@ -79,12 +88,11 @@ def save_user_rules(rules: list[str], directory: Path) -> Path:
     for n in range(100):
         path = directory / f"nftnet-user-chain-{stamp}{f'-{n}' if n else ''}.nft"
         try:
-            with open(path, "x") as f:
-                f.write(f"# The rules of chain {names.FAMILY} {names.TABLE} {names.USER_CHAIN}, "
-                        f"saved by nftnet teardown at {stamp}.\n"
-                        "# After a new `nftnet apply`, put them back with: nft -f THIS_FILE\n")
-                f.writelines(f"add rule {names.FAMILY} {names.TABLE} {names.USER_CHAIN} {r}\n"
-                             for r in rules)
+            create_file(path, f"# The rules of chain {names.FAMILY} {names.TABLE} "
+                        f"{names.USER_CHAIN}, saved by nftnet teardown at {stamp}.\n"
+                        "# After a new `nftnet apply`, put them back with: nft -f THIS_FILE\n"
+                        + "".join(f"add rule {names.FAMILY} {names.TABLE} {names.USER_CHAIN} "
+                                  f"{r}\n" for r in rules))
             return path
         except FileExistsError:
             continue
@@ -105,9 +113,10 @@ def execute(plan: Plan, state_dir: StateDir, nft: LibNft) -> list[str]:
         except NftnetError as e:
             problems.append(str(e))
 
+    kept: list[str] = []
     for name in plan.veths:
         attempt(lambda name=name: veth.detach(name))
-    attempt(lambda: bridges.delete_links(plan.bridges))
+    attempt(lambda: kept.extend(bridges.delete_links(plan.bridges)))
     for v in plan.forwarding:
         attempt(lambda v=v: sysctl.write(FORWARD_KEYS[v], "0"))
     if plan.table:
@@ -117,6 +126,7 @@ def execute(plan: Plan, state_dir: StateDir, nft: LibNft) -> list[str]:
     if problems:
         raise NftnetError("teardown stopped short; the state is kept, so that it can run "
                           "again:\n" + "\n".join(problems))
+    out = [f"kept {' '.join(kept)}: no longer marked as nftnet's"] if kept else []
     if not state_dir.remove():
-        return [f"removed; kept {state_dir.path}, which holds files that are not nftnet's"]
-    return ["removed"]
+        return [*out, f"removed; kept {state_dir.path}, which holds files that are not nftnet's"]
+    return [*out, "removed"]

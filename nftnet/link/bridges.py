@@ -3,7 +3,7 @@
 Links and addresses are dumped once per call and indexed, never looked up one name at a time:
 with a thousand bridges, per-name lookups (each a full dump filtered in Python) are quadratic.
 
-Every change (create, address, up, delete) is a pyroute2 message sent on a pyroute2 socket;
+Every change (create, mark, address, up, delete) is a pyroute2 message sent on a pyroute2 socket;
 the messages go in batches and their ACKs are read back by sequence number, since pyroute2's
 one-request-at-a-time path costs more than the kernel's work with a thousand bridges. pyroute2
 decodes every error. Reading needs no pyroute2: a dump is read raw on a plain netlink socket and
@@ -34,12 +34,15 @@ if TYPE_CHECKING:
 
 IFA_F_NODAD = 0x02
 IFF_UP = 0x1
+# The ifalias of every bridge nftnet creates; only it is ever deleted. Setting an ifalias takes
+# CAP_NET_ADMIN, so no unprivileged user can mark a bridge, and adopted ones never get it.
+MARK = "nftnet"
 
 # rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h)
 _NETLINK_ROUTE = 0
 _NLM_F_DUMP, _NLM_F_EXCL, _NLM_F_CREATE = 0x300, 0x200, 0x400
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK, _RTM_NEWADDR, _RTM_GETADDR = 16, 17, 18, 20, 22
-_IFLA_IFNAME, _IFLA_LINKINFO, _IFLA_EXT_MASK, _IFLA_INFO_KIND = 3, 18, 29, 1
+_IFLA_IFNAME, _IFLA_LINKINFO, _IFLA_IFALIAS, _IFLA_EXT_MASK, _IFLA_INFO_KIND = 3, 18, 20, 29, 1
 _RTEXT_FILTER_SKIP_STATS = 1 << 3  # older kernels ignore it; it only trims the dump
 _IFA_ADDRESS = 1
 
@@ -71,6 +74,7 @@ class LinkState:
     up: bool
     kind: str | None
     addresses: frozenset[str]
+    marked: bool = False  # carries MARK: nftnet created it
 
 
 @dataclass(frozen=True)
@@ -201,17 +205,19 @@ def _snapshot(sock: socket.socket) -> dict[str, LinkState]:
                                                  netlink.U32.pack(_RTEXT_FILTER_SKIP_STATS))
     for data, off, length in _dump(sock, _RTM_GETLINK, request):
         _, _, index, flags, _ = _IFINFO.unpack_from(data, off + _HEAD)
-        name = kind_name = None
+        name = kind_name = alias = None
         for kind, start, end in netlink.attrs(data, off + _HEAD + _IFINFO.size, off + length):
             if kind == _IFLA_IFNAME:
                 name = data[start:end].split(b"\0", 1)[0].decode()
+            elif kind == _IFLA_IFALIAS:
+                alias = data[start:end].split(b"\0", 1)[0]
             elif kind == _IFLA_LINKINFO:
                 for sub, s_start, s_end in netlink.attrs(data, start, end):
                     if sub == _IFLA_INFO_KIND:
                         kind_name = data[s_start:s_end].split(b"\0", 1)[0].decode()
         if name is not None:
             out[name] = LinkState(index, bool(flags & IFF_UP), kind_name,
-                                  frozenset(addrs.get(index, ())))
+                                  frozenset(addrs.get(index, ())), alias == MARK.encode())
     return out
 
 
@@ -237,6 +243,12 @@ def _create(spec: BridgeSpec) -> _Request:
                               ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})])
     return _Request(f"cannot create bridge {spec.name}", _RTM_NEWLINK,
                     _NLM_F_CREATE | _NLM_F_EXCL, msg)
+
+
+def _mark(name: str, index: int) -> _Request:
+    # the kernel ignores IFLA_IFALIAS in a request that creates a link: a second one sets it
+    return _Request(f"cannot mark {name} as nftnet's", _RTM_NEWLINK, 0,
+                    _link_msg(index, False, [("IFLA_IFALIAS", MARK)]))
 
 
 def _add_address(name: str, index: int, addr: IPv4Interface | IPv6Interface) -> _Request:
@@ -294,7 +306,8 @@ def _failures(requests: Sequence[_Request], results: Sequence[NetlinkError | Non
 
 
 def ensure_bridges(specs: Iterable[BridgeSpec]) -> list[str]:
-    """Create missing bridges, add missing addresses, bring all up; return the names created.
+    """Create missing bridges (each marked: MARK), add missing addresses, bring all up; return
+    the names created.
 
     An existing bridge is adopted: nothing is removed from it. Raises LinkError (after
     deleting what this call created) when a name is taken by a link that is not a bridge or
@@ -321,7 +334,7 @@ def ensure_bridges(specs: Iterable[BridgeSpec]) -> list[str]:
                 if problems := _failures(requests, results):
                     raise LinkError("; ".join(problems))
                 links = observe()
-            requests = _settle(specs, links)
+            requests = [_mark(n, links[n].index) for n in created] + _settle(specs, links)
             if problems := _failures(requests, _send_batch(ipr, requests)):
                 raise LinkError("; ".join(problems))
         except BaseException as e:
@@ -350,13 +363,15 @@ def _undo(ipr: IPRoute, created: list[str], unsure: list[str]) -> list[str]:
                                  ignore=errno.ENODEV)
 
 
-def delete_links(names: Iterable[str]) -> None:
-    """Delete the named links that exist; every one is tried before a failure is raised."""
+def delete_links(names: Iterable[str]) -> list[str]:
+    """Delete the named links that exist and carry MARK; return those that exist without it,
+    which are kept (nftnet did not make them, whatever a state file says). Every deletion is
+    tried before a failure is raised."""
     links = observe()
-    requests = [_delete(name, links[name].index) for name in dict.fromkeys(names)
-                if name in links]
-    if not requests:
-        return
-    with _ipr() as ipr:
-        if problems := _failures(requests, _send_batch(ipr, requests), ignore=errno.ENODEV):
-            raise LinkError("; ".join(problems))
+    existing = [name for name in dict.fromkeys(names) if name in links]
+    requests = [_delete(name, links[name].index) for name in existing if links[name].marked]
+    if requests:
+        with _ipr() as ipr:
+            if problems := _failures(requests, _send_batch(ipr, requests), ignore=errno.ENODEV):
+                raise LinkError("; ".join(problems))
+    return [name for name in existing if not links[name].marked]

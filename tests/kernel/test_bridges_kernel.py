@@ -34,9 +34,11 @@ try:
     elif op == "delete":
         bridges.delete_links(arg)
         out = {}
+    elif op == "delete-kept":
+        out = {"kept": bridges.delete_links(arg)}
     else:
         out = {"links": {name: {"index": s.index, "up": s.up, "kind": s.kind,
-                                "addresses": sorted(s.addresses)}
+                                "addresses": sorted(s.addresses), "marked": s.marked}
                          for name, s in bridges.observe().items()}}
 except LinkError as e:
     out = {"error": str(e)}
@@ -158,3 +160,20 @@ def test_delete_links_deletes_only_what_exists(netns: Netns) -> None:
     ensure(netns, [("br-a", [], 1500), ("br-b", [], 1500), ("br-c", [], 1500)])
     assert call(netns, "delete", ["br-a", "br-missing", "br-c", "br-a"]) == {"pyroute2": True}
     assert set(ip_links(netns)) == {"lo", "br-b"}
+
+
+def test_only_bridges_nftnet_created_carry_its_mark_and_only_they_are_deleted(
+        netns: Netns) -> None:
+    netns.run("ip", "link", "add", "br-old", "type", "bridge")
+    netns.run("ip", "link", "add", "br-other", "type", "bridge")
+    netns.run("ip", "link", "set", "br-other", "alias", "someone else's")
+    assert ensure(netns, [("br-old", [], 1500), ("br-a", ["10.64.0.1/24"], 1500),
+                          ("br-b", [], 1500)], chunk=2) == {"created": ["br-a", "br-b"]}
+    found = ip_links(netns)
+    assert {n: found[n].get("ifalias") for n in ("br-old", "br-other", "br-a", "br-b")} == {
+        "br-old": None, "br-other": "someone else's", "br-a": "nftnet", "br-b": "nftnet"}
+    assert {n: s["marked"] for n, s in observe(netns).items()} == {
+        "lo": False, "br-old": False, "br-other": False, "br-a": True, "br-b": True}
+    out = call(netns, "delete-kept", ["br-a", "br-old", "br-other", "br-missing", "br-b"])
+    assert out["kept"] == ["br-old", "br-other"]
+    assert set(ip_links(netns)) == {"lo", "br-old", "br-other"}

@@ -58,3 +58,18 @@ def test_render_json_and_nft_as_nobody(workdir: Path) -> None:
     assert as_nft.returncode == 0, as_nft.stderr
     assert 'iifname "eth0" ip saddr != 192.168.1.1 drop' in as_nft.stdout
     assert "tcp . 8080 : 80" in as_nft.stdout
+
+
+@pytest.mark.parametrize("owner", [0, 65534])
+def test_render_as_nobody_where_the_state_is_unreadable_or_refused(workdir: Path,
+                                                                  owner: int) -> None:
+    """Root's state directory (0700: nobody cannot read it), or one anyone may write (refused
+    even to its owner): render goes on without the state."""
+    state = workdir / "state"
+    state.mkdir()
+    (state / "state.json").write_text('{"config": {}}')
+    os.chown(state, owner, owner)
+    state.chmod(0o700 if owner == 0 else 0o777)
+    proc = as_nobody("render", "-f", "c.yaml", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert '"chain": "user"' in proc.stdout
