@@ -43,3 +43,8 @@ class LinkError(NftnetError):
 
 class StateError(NftnetError):
     """The state directory could not be read, written or locked."""
+
+
+class LockTimeout(StateError):
+    """Another nftnet command held the state lock longer than the bounded wait: nothing was
+    changed, and trying again later may succeed (CNI's "try again later")."""
