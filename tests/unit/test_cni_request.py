@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -230,6 +231,16 @@ def test_fields_nftnet_cni_does_not_take_are_code_2_with_key_and_value(
 @pytest.mark.parametrize("name", [None, "", "-front", "front net", 7])
 def test_invalid_network_names_are_code_7(name: Any) -> None:
     assert problem(config(name=name)).code == spec.INVALID_CONFIG
+
+
+def test_the_contrib_conflist_is_taken() -> None:
+    chain = json.loads((Path(__file__).resolve().parents[2] / "contrib" / "cni" /
+                        "nftnet.conflist").read_text())
+    bridge, mine = chain["plugins"]
+    assert (bridge["ipMasq"], bridge["isGateway"], bridge["hairpinMode"]) == (False, True, True)
+    request = parse(config(**mine, name=chain["name"], cniVersion=chain["cniVersion"]))
+    assert (request.network.icc, request.network.masquerade, request.network.internal) == \
+        (True, True, False)
 
 
 def test_spec_keys_are_taken() -> None:
