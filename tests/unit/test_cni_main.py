@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nftnet.drivers.cni import spec
 from nftnet.drivers.cni.engine import Attachment, Readiness
@@ -18,6 +20,7 @@ from nftnet.drivers.cni.main import main
 from nftnet.errors import ConfigError, LinkError, LockTimeout
 from tests.cni_fake import FakeEngine
 from tests.unit.test_cni_request import bridge_result
+from tests.unit.test_cni_spec import extra, json_values
 
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/c1",
        "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni"}
@@ -84,6 +87,19 @@ def test_add_passes_the_previous_result_on_unchanged(engine: FakeEngine, version
     assert call["endpoint"]["host_ifname"] == "veth0a1b2c3d"
     assert call["ports"] == [{"host_port": 8080, "container_port": 80, "protocol": "tcp",
                               "host_ip": "127.0.0.1"}]
+
+
+@given(extra, extra, extra, st.dictionaries(st.sampled_from(["routes", "dns", "mtu", "x-y"]),
+                                           json_values, max_size=3))
+def test_add_loses_nothing_of_any_prev_result(on_interface: dict[str, Any],
+                                              on_ip: dict[str, Any], on_bridge: dict[str, Any],
+                                              top: dict[str, Any]) -> None:
+    prev = {**bridge_result(), **top}
+    prev["interfaces"][2] |= on_interface
+    prev["interfaces"][0] |= on_bridge
+    prev["ips"][0] |= on_ip
+    r = run(FakeEngine(), config=conf(prevResult=prev))
+    assert r.status == 0 and r.json == {**prev, "cniVersion": "1.0.0"}
 
 
 def test_add_without_prev_result_is_refused_and_changes_nothing(engine: FakeEngine) -> None:
