@@ -132,6 +132,16 @@ def test_an_unexpected_error_is_code_999_with_the_traceback_logged(tmp_path: Pat
     assert "Traceback" in (tmp_path / "error.log").read_text()
 
 
+def test_an_unexpected_error_without_a_log_still_prints_no_traceback(tmp_path: Path) -> None:
+    class Broken(FakeEngine):
+        def delete(self, *args: object) -> None:
+            raise RuntimeError("oops")
+
+    (tmp_path / "file").write_text("")
+    r = run(Broken(), "DEL", conf("DEL", stateDir=str(tmp_path / "file")))
+    assert "cannot be written" in r.failed(spec.INTERNAL)["details"]
+
+
 def test_interrupted_is_try_again_later(engine: FakeEngine) -> None:
     class Interrupted(FakeEngine):
         def add(self, *args: object) -> None:

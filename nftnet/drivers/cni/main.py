@@ -78,7 +78,8 @@ def main(engine_factory: EngineFactory = real_engine, environ: Mapping[str, str]
     except Exception as e:
         where = _log_traceback(state_dir)
         return _fail(CniError(INTERNAL, f"unexpected error: {e!r}",
-                              f"traceback in {where}" if where else traceback.format_exc()),
+                              f"traceback in {where}" if where else
+                              f"no traceback: {state_dir}/error.log cannot be written"),
                      version, stdout, stderr)
 
 
