@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for nftnet, its tests and its demo:
-# Debian packages (nftables, libnftables, iptables, iproute2) and a virtualenv in .venv.
+# Debian packages (nftables, libnftables, iptables, iproute2; containernetworking-plugins for
+# nftnet-cni's chain tests) and a virtualenv in .venv.
 # Idempotent: a second run installs nothing. Needs root (apt-get, network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nftables libnftables1 iptables iproute2 util-linux python3-venv)
+packages=(nftables libnftables1 iptables iproute2 util-linux python3-venv
+          containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

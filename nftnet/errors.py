@@ -46,3 +46,8 @@ class UnsafeStateError(StateError):
     is wrong, so exit 2; the message names the path and the fix."""
 
     exit_code = EXIT_INVALID
+
+
+class LockTimeout(StateError):
+    """Another nftnet command held the state lock longer than the bounded wait: nothing was
+    changed, and trying again later may succeed (CNI's "try again later")."""

@@ -11,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects.py",
-        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py"]
+        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py",
+        "nftnet/drivers/cni/spec.py", "nftnet/drivers/cni/request.py",
+        "nftnet/drivers/cni/engine.py", "nftnet/drivers/cni/plugin.py"]
 FORBIDDEN = {"nftables", "pyroute2", "subprocess", "os", "socket"}
 
 
@@ -81,3 +83,12 @@ def test_every_command_is_listed_and_loads() -> None:
     assert set(COMMANDS) | {"import", "export"} == set(names)
     assert all(cli.get_command(ctx, n) is not None for n in names)
     assert cli.get_command(ctx, "no-such-command") is None
+
+
+def test_cni_plugin_imports_no_heavy_library() -> None:
+    """Runtimes run nftnet-cni for every container and probe it with VERSION: its own code
+    pays for none of click, marshmallow, pyroute2, yaml, libnftables (the engine imports what
+    a change needs)."""
+    code = ("import io; from nftnet.drivers.cni.main import main; "
+            "main(None, {'CNI_COMMAND': 'VERSION'}, io.BytesIO(), io.StringIO(), io.StringIO())")
+    assert loaded(code, ("click", "marshmallow", "pyroute2", "yaml", "nftables")) == []

@@ -1,0 +1,1 @@
+"""Drivers: nftnet's firewall for container runtimes that make their own links."""
