@@ -6,6 +6,7 @@ unexpected bug (the traceback goes to the log, not the screen); 130 interrupted.
 
 from __future__ import annotations
 
+EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_INVALID = 2
 EXIT_BUG = 3
