@@ -213,6 +213,7 @@ class Runtime:
             if bridge in state.created_bridges:
                 bridges.delete_links([bridge])
                 state.created_bridges.remove(bridge)
+                state.bridge_addresses.pop(bridge, None)
                 self.state_dir.save(state)
             return [*lines, f"- network {name}"]
 
