@@ -98,7 +98,16 @@ def unchanged_since(state: State) -> bool:
     return state.generation is not None and generation() == state.generation
 
 
-def bridge_specs(config: Config) -> list[bridges.BridgeSpec]:
+def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None
+                 ) -> list[bridges.BridgeSpec]:
+    """The bridges ``config`` needs, each with the veths of the ``runtime`` endpoints on it,
+    and, as ``state`` (nftnet's last change) records, whether nftnet created it (it then holds
+    only the gateways) or which addresses nftnet added to it (the only ones it takes away)."""
+    ports: dict[str, list[str]] = {}
+    for ep in runtime["endpoints"].values():
+        ports.setdefault(config.networks[ep["network"]].bridge, []).append(ep["host_ifname"])
+    created = set(state.created_bridges) if state else set()
+    added = state.bridge_addresses if state else {}
     out = []
     for net in config.networks.values():
         addrs = tuple(
@@ -106,17 +115,27 @@ def bridge_specs(config: Config) -> list[bridges.BridgeSpec]:
             for gw, subnet in ((net.gateway4, net.subnet4), (net.gateway6, net.subnet6))
             if gw is not None and subnet is not None
         )
-        out.append(bridges.BridgeSpec(net.bridge, addrs, net.mtu))
+        out.append(bridges.BridgeSpec(net.bridge, addrs, net.mtu,
+                                      tuple(sorted(ports.get(net.bridge, ()))),
+                                      net.bridge in created,
+                                      frozenset(added.get(net.bridge, ()))))
     return out
 
 
-def links_in_place(config: Config) -> bool:
-    links = bridges.observe()
-    for spec in bridge_specs(config):
-        seen = links.get(spec.name)
-        if seen is None or not seen.up or not {str(a) for a in spec.addresses} <= seen.addresses:
-            return False
-    return True
+def links_in_place(config: Config, runtime: dict[str, Any], state: State | None) -> bool:
+    """Whether the bridges, their addresses and the runtime endpoints' veths on them are as
+    ``config`` needs: one raw dump, no pyroute2."""
+    return bridges.settled(bridge_specs(config, runtime, state))
+
+
+def added_addresses(prev: State | None, changes: bridges.LinkChanges) -> dict[str, list[str]]:
+    """``State.bridge_addresses`` after ``changes``: what nftnet added, less what it took away."""
+    out = {b: set(addrs) for b, addrs in (prev.bridge_addresses if prev else {}).items()}
+    for bridge, addrs in changes.added.items():
+        out.setdefault(bridge, set()).update(addrs)
+    for bridge, addrs in changes.removed.items():
+        out.get(bridge, set()).difference_update(addrs)
+    return {b: sorted(addrs) for b, addrs in sorted(out.items()) if addrs}
 
 
 @dataclass
@@ -148,7 +167,7 @@ class Applier:
             want = desired(config, prev)
             drift = prev is not None and not unchanged_since(prev)
             if (prev is not None and not drift and prev.batch_hash == want.batch_hash
-                    and links_in_place(config)):
+                    and links_in_place(config, runtime, prev)):
                 return Result(False, ["no changes: the kernel already matches the config"])
             old = effective_config(prev.config, prev.runtime) if prev else None
             lines = describe_changes(old, config, kernel_drift=drift)
@@ -158,19 +177,22 @@ class Applier:
             return Result(True, ["applied:", *lines])
 
     def converge(self, want: Desired, prev: State | None, base: State) -> State:
-        """Make links and the whole table match ``want``; save ``base`` completed as the
-        state. Links made here are undone if the kernel refuses the batch."""
+        """Make links (bridges, their addresses, runtime endpoints' veths back on them) and
+        the whole table match ``want``; save ``base`` completed as the state. Link changes
+        made here are undone if the kernel refuses the batch."""
         user_chain, batch = self._user_chain(want, prev)
-        created = self._links(want)
+        changes = self._links(want, bridge_specs(want.config, base.runtime, prev))
         before = generation()
         try:
             self.nft.run(batch)
         except NftnetError:
-            self._undo(want, created)
+            self._undo(want, changes)
             raise
         base.forwarding_enabled = {str(v): True for v in (4, 6)
                                    if getattr(want.host, f"guard_forward{v}")}
-        base.created_bridges = sorted(set(prev.created_bridges if prev else []) | set(created))
+        base.created_bridges = sorted(set(prev.created_bridges if prev else [])
+                                      | set(changes.created))
+        base.bridge_addresses = added_addresses(prev, changes)
         base.batch_hash = want.batch_hash
         base.generation = after_one_commit(before)
         index = PortIndex.of(want.config.published)
@@ -204,21 +226,21 @@ class Applier:
         self.converge(desired(config, prev), prev, pending)
         return True
 
-    def _links(self, want: Desired) -> list[str]:
-        created = bridges.ensure_bridges(bridge_specs(want.config))
+    def _links(self, want: Desired, specs: list[bridges.BridgeSpec]) -> bridges.LinkChanges:
+        changes = bridges.ensure_bridges(specs)
         try:
             _set_interface_sysctls(want.config)
             for v in want.forwarding_to_enable:
                 sysctl.write(FORWARD_KEYS[v], "1")
         except NftnetError:
-            self._undo(want, created)
+            self._undo(want, changes)
             raise
-        return created
+        return changes
 
-    def _undo(self, want: Desired, created: list[str]) -> None:
+    def _undo(self, want: Desired, changes: bridges.LinkChanges) -> None:
         for v in want.forwarding_to_enable:
             sysctl.write(FORWARD_KEYS[v], "0")
-        bridges.delete_links(created)
+        bridges.undo(changes)
 
 
 def interface_sysctls(config: Config) -> dict[str, str]:

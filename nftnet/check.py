@@ -262,10 +262,11 @@ def _element_drift(subject: str, want: dict[str, str], have: dict[str, str]) -> 
 
 
 def link_drift(state: State, config: Config) -> list[Finding]:
-    """Bridges, sysctls and runtime endpoints' veths against what the config needs."""
+    """Bridges (up, holding exactly the gateways: ``bridges.stale_addresses``), sysctls and
+    runtime endpoints' veths (on their bridge, up, hairpin on) against what the config needs."""
     links = bridges.observe()
     out = []
-    for spec in bridge_specs(config):
+    for spec in bridge_specs(config, state.runtime, state):
         seen = links.get(spec.name)
         subject = f"bridge {spec.name}"
         if seen is None:
@@ -273,8 +274,10 @@ def link_drift(state: State, config: Config) -> list[Finding]:
             continue
         if not seen.up:
             out.append(Finding(subject, "down"))
-        out += [Finding(subject, f"address {a} missing") for a in spec.addresses
-                if str(a) not in seen.addresses]
+        out += [Finding(subject, f"address {a} missing")
+                for a in bridges.missing_addresses(spec, seen)]
+        out += [Finding(subject, f"address {a} is no gateway of the config")
+                for a in bridges.stale_addresses(spec, seen)]
     wanted = interface_sysctls(config) | {FORWARD_KEYS[v]: "1" for v in (4, 6)
                                           if needs_forwarding(config, v)}
     for key, value in wanted.items():
@@ -282,11 +285,14 @@ def link_drift(state: State, config: Config) -> list[Finding]:
         if now is not None and now != value:
             out.append(Finding(f"sysctl {key}", f"is {now}; nftnet needs {value}"))
     for name, ep in sorted(state.runtime["endpoints"].items()):
-        if ep["host_ifname"] not in links:
-            out.append(Finding(f"endpoint {name}", f"its veth {ep['host_ifname']} is gone, and "
-                               "restore cannot make it again (its container may be gone too): "
+        veth = ep["host_ifname"]
+        problems = bridges.port_problems(veth, config.networks[ep["network"]].bridge, links)
+        if problems is None:
+            out.append(Finding(f"endpoint {name}", f"its veth {veth} is gone, and restore "
+                               "cannot make it again (its container may be gone too): "
                                f"nftnet endpoint detach {name}, then attach it anew",
                                fixable=False))
+        out += [Finding(f"endpoint {name}", f"its veth {veth} {p}") for p in problems or ()]
     return out
 
 

@@ -3,8 +3,10 @@ restart of nftables.service or a partial deletion; idempotent.
 
 It asks ``check.inspect`` what differs and converges only then, through the same path as
 apply: bridges, sysctls and the whole table in one transaction, the user chain's rules as
-nftnet last recorded them where the chain is gone. Runtime endpoints' veths cannot be made
-again (their containers' namespaces may be gone): they are reported.
+nftnet last recorded them where the chain is gone. Runtime endpoints' veths whose host end
+survives (their bridge was deleted) go back on their bridge; a veth that is gone cannot be
+made again (its container's namespace may be gone too): it is reported, and so is anything
+else restore cannot mend, for the command to exit 1.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from nftnet.nft.transaction import Transaction
 from nftnet.state import State, StateDir
 
 
-def restore(state_dir: StateDir, applier: Applier | None = None) -> list[str]:
-    """Lines saying what was put back and what could not be; NftnetError if the kernel
-    refused nftnet's own table (then nothing changed)."""
+def restore(state_dir: StateDir, applier: Applier | None = None
+            ) -> tuple[list[str], list[Finding]]:
+    """Lines saying what was put back and what could not be, and the differences restore
+    could not mend (the command exits 1 for them); NftnetError if the kernel refused nftnet's
+    own table (then nothing changed)."""
     applier = applier or Applier(state_dir)
     with state_dir.locked():
         lines = ["completed an interrupted change"] if applier.recover() else []
         state = state_dir.load()
         if state is None:
-            return [*lines, "nothing applied yet: nothing to restore"]
+            return [*lines, "nothing applied yet: nothing to restore"], []
         try:
             drift = inspect(state, applier.nft).drift
         except NftnetError as e:  # cannot compare (no scratch namespace): rewrite all the same
@@ -42,7 +46,8 @@ def restore(state_dir: StateDir, applier: Applier | None = None) -> list[str]:
             lines.append("nothing to restore: the kernel holds what nftnet last applied")
             if record_user_chain(state_dir, state, applier.nft):
                 lines.append(f"recorded the user chain's {len(state.user_chain or [])} rule(s)")
-        return lines + [f"cannot restore {f}" for f in drift if not f.fixable]
+        unfixable = [f for f in drift if not f.fixable]
+        return lines + [f"cannot restore {f}" for f in unfixable], unfixable
 
 
 def _converge(applier: Applier, state: State, fixable: list[Finding]) -> list[str]:

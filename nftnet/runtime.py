@@ -216,6 +216,7 @@ class Runtime:
                     lines.append(f"kept bridge {bridge}: it lacks nftnet's mark (ifalias "
                                  f"{bridges.MARK!r}), so nftnet did not make it")
                 state.created_bridges.remove(bridge)
+                state.bridge_addresses.pop(bridge, None)
                 self.state_dir.save(state)
             return lines
 

@@ -3,8 +3,9 @@
 Layout of ``--state-dir`` (default /var/lib/nftnet):
   state.json  a snapshot of what nftnet applied: the declared config (file format, from apply
               -f), what runtime commands added (endpoint attach, port publish, network
-              create), the host facts it relied on, the bridges it created, and the user
-              chain's rules as they were at nftnet's last change
+              create), the host facts it relied on, the bridges it created and the addresses
+              it added to bridges, and the user chain's rules as they were at nftnet's last
+              change
   changes.jsonl
               runtime changes of one endpoint each (attach, detach, publish, unpublish) since
               that snapshot, one JSON line each: appending a line costs the same with 10 or
@@ -75,6 +76,9 @@ class State:
     user_chain: list[Any] | None = None
     forwarding_enabled: dict[str, bool] = field(default_factory=dict)
     created_bridges: list[str] = field(default_factory=list)
+    # bridge -> the addresses ("ip/prefix") nftnet added to it: on an adopted bridge, the only
+    # ones it may take away again
+    bridge_addresses: dict[str, list[str]] = field(default_factory=dict)
     batch_hash: str = ""
     snapshot: str = ""  # id of the snapshot; journal lines of another snapshot do not apply
     generation: str | None = None  # kept in its own file

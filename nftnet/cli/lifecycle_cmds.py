@@ -24,10 +24,11 @@ def check_cmd(state_dir: StateDir, output: str) -> None:
 
     Reports a missing table, chains, rules and set or map elements that differ (the desired
     table is built in a throwaway network namespace and listed by the same kernel), bridges
-    missing or down, sysctls such as IP forwarding switched off, and runtime endpoints whose
-    veth is gone. Warns about other firewalls' forward chains with policy drop, which drop
-    what nftnet lets through, and prints the one rule that makes them honour nftnet's mark
-    (warnings do not change the exit code). Changes nothing.
+    missing or down or whose addresses are not the config's gateways, sysctls such as IP
+    forwarding switched off, and runtime endpoints whose veth is gone or off its bridge.
+    Warns about other firewalls' forward chains with policy drop, which drop what nftnet
+    lets through, and prints the one rule that makes them honour nftnet's mark (warnings do
+    not change the exit code). Changes nothing.
     """
     report = check(state_dir)
     if report is None:
@@ -48,11 +49,15 @@ def restore_cmd(state_dir: StateDir) -> None:
 
     Bridges, sysctls and the whole table come back in one transaction; the user chain keeps
     its live rules, or gets back the rules it had at nftnet's last change where it is gone
-    (a run with nothing to restore records the live ones for next time). Runtime endpoints
-    whose veth is gone cannot be restored and are reported. Exits 0 when nothing was applied
-    yet, so that it can run at every boot.
+    (a run with nothing to restore records the live ones for next time). Runtime endpoints'
+    veths go back on their bridge; those whose veth is gone cannot be restored: they are
+    reported, and restore exits 1, as for anything else it cannot mend. Exits 0 when nothing
+    was applied yet, so that it can run at every boot.
     """
-    click.echo("\n".join(restore(state_dir)))
+    lines, unrestored = restore(state_dir)
+    click.echo("\n".join(lines))
+    if unrestored:
+        raise click.exceptions.Exit(EXIT_RUNTIME)
 
 
 @click.command("teardown")

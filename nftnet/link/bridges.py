@@ -3,26 +3,32 @@
 Links and addresses are dumped once per call and indexed, never looked up one name at a time:
 with a thousand bridges, per-name lookups (each a full dump filtered in Python) are quadratic.
 
-Every change (create, mark, address, up, delete) is a pyroute2 message sent on a pyroute2 socket;
-the messages go in batches and their ACKs are read back by sequence number, since pyroute2's
-one-request-at-a-time path costs more than the kernel's work with a thousand bridges. pyroute2
-decodes every error. Reading needs no pyroute2: a dump is read raw on a plain netlink socket and
-only index, name, flags, kind and address are decoded (pyroute2's full decoding of a thousand
-bridges takes ~0.45 s, this ~25 ms), so an apply that changes no link never imports pyroute2
-(~75 ms of start-up).
+Every change (create, mark, address, up, port, delete) is a pyroute2 message sent on a pyroute2
+socket; the messages go in batches and their ACKs are read back by sequence number, since
+pyroute2's one-request-at-a-time path costs more than the kernel's work with a thousand bridges.
+pyroute2 decodes every error. Reading needs no pyroute2: a dump is read raw on a plain netlink
+socket and only index, name, flags, kind, master, hairpin and address are decoded (pyroute2's
+full decoding of a thousand bridges takes ~0.45 s, this ~25 ms), so an apply that changes no
+link never imports pyroute2 (~75 ms of start-up).
+
+A bridge nftnet manages holds exactly the config's gateway addresses: on a bridge it created,
+every other address but the kernel's IPv6 link-local ones goes; on one it adopted, only those
+it added (recorded in the state) go. The host ends of runtime endpoints' veths belong on their
+bridge, up, with hairpin on; where a bridge was deleted and made again, they are put back.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import socket
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv6Interface
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import TYPE_CHECKING, Any
 
 from nftnet import netlink
@@ -41,10 +47,14 @@ MARK = "nftnet"
 # rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h)
 _NETLINK_ROUTE = 0
 _NLM_F_DUMP, _NLM_F_EXCL, _NLM_F_CREATE = 0x300, 0x200, 0x400
-_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK, _RTM_NEWADDR, _RTM_GETADDR = 16, 17, 18, 20, 22
-_IFLA_IFNAME, _IFLA_LINKINFO, _IFLA_IFALIAS, _IFLA_EXT_MASK, _IFLA_INFO_KIND = 3, 18, 20, 29, 1
+_RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
+_RTM_NEWADDR, _RTM_DELADDR, _RTM_GETADDR = 20, 21, 22
+_IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_IFALIAS, _IFLA_EXT_MASK = 3, 10, 18, 20, 29
+_IFLA_INFO_KIND, _IFLA_INFO_SLAVE_KIND, _IFLA_INFO_SLAVE_DATA = 1, 4, 5
+_IFLA_BRPORT_MODE = 4  # in a bridge port's IFLA_INFO_SLAVE_DATA; 1 is hairpin
 _RTEXT_FILTER_SKIP_STATS = 1 << 3  # older kernels ignore it; it only trims the dump
-_IFA_ADDRESS = 1
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+HAIRPIN = 1  # IFLA_BRPORT_MODE: let DNATed traffic leave by the port it came in by
 
 _HEAD = netlink.HEADER.size
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
@@ -59,33 +69,56 @@ _DUMP_TRIES = 5
 
 @dataclass(frozen=True)
 class BridgeSpec:
-    """A bridge as nftnet wants it: name, gateway addresses with prefix, MTU."""
+    """A bridge as nftnet wants it: name, gateway addresses with prefix, MTU; the host ends of
+    the veths that belong on it (runtime endpoints'); and which other addresses nftnet takes
+    away: all but link-local ones where it created the bridge (``ours``), else those it added
+    (``added``, "ip/prefix")."""
 
     name: str
     addresses: tuple[IPv4Interface | IPv6Interface, ...]
     mtu: int
+    ports: tuple[str, ...] = ()
+    ours: bool = False
+    added: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class LinkState:
-    """What nftnet needs to know of a link: enough to adopt, check or delete it."""
+    """What nftnet needs to know of a link: enough to adopt, check or delete it, and whether
+    it is a bridge port (``master``: the bridge's index, 0 for none) with hairpin on."""
 
     index: int
     up: bool
     kind: str | None
     addresses: frozenset[str]
     marked: bool = False  # carries MARK: nftnet created it
+    master: int = 0
+    hairpin: bool = False
+
+
+@dataclass
+class LinkChanges:
+    """What one ``ensure_bridges`` call changed: the bridges it created and the addresses
+    ("ip/prefix") it added to and removed from each bridge, so that the state records the
+    addresses nftnet added and ``undo`` can take it all back. Veths put back on their bridge
+    are not undone: that is where they belong."""
+
+    created: list[str] = field(default_factory=list)
+    added: dict[str, list[str]] = field(default_factory=dict)
+    removed: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class _Request:
     """One rtnetlink request of a batch: a pyroute2 message (ifinfmsg or ifaddrmsg) with its
-    fields and attributes set; ``what`` names it in errors."""
+    fields and attributes set; ``what`` names it in errors; ``effect`` is the address change
+    it makes, for ``LinkChanges``: ("added" or "removed", bridge, "ip/prefix")."""
 
     what: str
     msg_type: int
     flags: int
     msg: Any
+    effect: tuple[str, str, str] | None = None
 
 
 @contextmanager
@@ -196,28 +229,40 @@ def _snapshot(sock: socket.socket) -> dict[str, LinkState]:
         family, prefixlen, _, _, index = _IFADDR.unpack_from(data, off + _HEAD)
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
-        for kind, start, end in netlink.attrs(data, off + _HEAD + _IFADDR.size, off + length):
-            if kind == _IFA_ADDRESS:
-                addrs[index].add(f"{socket.inet_ntop(family, data[start:end])}/{prefixlen}")
-                break
+        found = {kind: data[start:end] for kind, start, end
+                 in netlink.attrs(data, off + _HEAD + _IFADDR.size, off + length)
+                 if kind in (_IFA_ADDRESS, _IFA_LOCAL)}
+        # IPv4's own address is IFA_LOCAL (IFA_ADDRESS is the peer's on point-to-point links)
+        addr = found.get(_IFA_LOCAL) or found.get(_IFA_ADDRESS)
+        if addr is not None:
+            addrs[index].add(f"{socket.inet_ntop(family, addr)}/{prefixlen}")
     out = {}
     request = _IFINFO.pack(0, 0, 0, 0, 0) + netlink.attr(_IFLA_EXT_MASK,
                                                  netlink.U32.pack(_RTEXT_FILTER_SKIP_STATS))
     for data, off, length in _dump(sock, _RTM_GETLINK, request):
         _, _, index, flags, _ = _IFINFO.unpack_from(data, off + _HEAD)
-        name = kind_name = alias = None
+        name = kind_name = slave_kind = alias = None
+        master = mode = 0
         for kind, start, end in netlink.attrs(data, off + _HEAD + _IFINFO.size, off + length):
             if kind == _IFLA_IFNAME:
                 name = data[start:end].split(b"\0", 1)[0].decode()
             elif kind == _IFLA_IFALIAS:
                 alias = data[start:end].split(b"\0", 1)[0]
+            elif kind == _IFLA_MASTER:
+                (master,) = netlink.U32.unpack_from(data, start)
             elif kind == _IFLA_LINKINFO:
                 for sub, s_start, s_end in netlink.attrs(data, start, end):
                     if sub == _IFLA_INFO_KIND:
                         kind_name = data[s_start:s_end].split(b"\0", 1)[0].decode()
+                    elif sub == _IFLA_INFO_SLAVE_KIND:
+                        slave_kind = data[s_start:s_end].split(b"\0", 1)[0].decode()
+                    elif sub == _IFLA_INFO_SLAVE_DATA:
+                        mode = next((data[p] for a, p, _ in netlink.attrs(data, s_start, s_end)
+                                     if a == _IFLA_BRPORT_MODE), 0)
         if name is not None:
             out[name] = LinkState(index, bool(flags & IFF_UP), kind_name,
-                                  frozenset(addrs.get(index, ())), alias == MARK.encode())
+                                  frozenset(addrs.get(index, ())), alias == MARK.encode(),
+                                  master, slave_kind == "bridge" and mode == HAIRPIN)
     return out
 
 
@@ -237,9 +282,27 @@ def _link_msg(index: int, up: bool, attrs: list[tuple[str, Any]]) -> Any:
     return msg
 
 
-def _create(spec: BridgeSpec) -> _Request:
+def _machine_id() -> bytes:
+    try:
+        with open("/etc/machine-id", "rb") as f:
+            return f.read(64).strip()
+    except OSError:
+        return b""
+
+
+def _mac(name: str, host: bytes) -> str:
+    """A locally administered unicast MAC for bridge ``name``, the same whenever this host
+    makes it. Set at creation, it stays as ports come and go (a bridge without one takes its
+    lowest port's), and a bridge deleted and made again has it back: the containers' neighbour
+    entries for their gateway stay right (a changed MAC left them unable to reach it)."""
+    digest = hashlib.sha256(b"nftnet bridge\0" + host + b"\0" + name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in bytes([digest[0] & 0xFC | 0x02]) + digest[1:6])
+
+
+def _create(spec: BridgeSpec, host: bytes) -> _Request:
     # IFF_UP in the request: the bridge comes up as it is made, with no second request
     msg = _link_msg(0, True, [("IFLA_IFNAME", spec.name), ("IFLA_MTU", spec.mtu),
+                              ("IFLA_ADDRESS", _mac(spec.name, host)),
                               ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]})])
     return _Request(f"cannot create bridge {spec.name}", _RTM_NEWLINK,
                     _NLM_F_CREATE | _NLM_F_EXCL, msg)
@@ -251,8 +314,9 @@ def _mark(name: str, index: int) -> _Request:
                     _link_msg(index, False, [("IFLA_IFALIAS", MARK)]))
 
 
-def _add_address(name: str, index: int, addr: IPv4Interface | IPv6Interface) -> _Request:
-    # the attributes pyroute2's addr("add") sends: IFA_LOCAL too for IPv4, NODAD for IPv6
+def _address_msg(index: int, addr: IPv4Interface | IPv6Interface) -> Any:
+    # the attributes pyroute2's addr("add") sends: IFA_LOCAL too for IPv4, NODAD for IPv6;
+    # a deletion names the address with the same ones
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
     msg = ifaddrmsg()
@@ -263,12 +327,33 @@ def _add_address(name: str, index: int, addr: IPv4Interface | IPv6Interface) -> 
     msg["attrs"] = [("IFA_ADDRESS", ip), ("IFA_FLAGS", IFA_F_NODAD if addr.version == 6 else 0)]
     if addr.version == 4:
         msg["attrs"].append(("IFA_LOCAL", ip))
+    return msg
+
+
+def _add_address(name: str, index: int, addr: IPv4Interface | IPv6Interface) -> _Request:
     return _Request(f"cannot add address {addr} to {name}", _RTM_NEWADDR,
-                    _NLM_F_CREATE | _NLM_F_EXCL, msg)
+                    _NLM_F_CREATE | _NLM_F_EXCL, _address_msg(index, addr),
+                    ("added", name, str(addr)))
+
+
+def _remove_address(name: str, index: int, addr: IPv4Interface | IPv6Interface) -> _Request:
+    return _Request(f"cannot remove address {addr} from {name}", _RTM_DELADDR, 0,
+                    _address_msg(index, addr), ("removed", name, str(addr)))
 
 
 def _set_up(name: str, index: int) -> _Request:
     return _Request(f"cannot bring {name} up", _RTM_NEWLINK, 0, _link_msg(index, True, []))
+
+
+def _plug(name: str, index: int, bridge: str, bridge_index: int) -> list[_Request]:
+    """Link ``name`` onto the bridge and up, then hairpin on (a port takes bridge-port
+    settings only once it is one)."""
+    port = {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"),
+                      ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", HAIRPIN)]})]}
+    return [_Request(f"cannot put {name} on {bridge}", _RTM_NEWLINK, 0,
+                     _link_msg(index, True, [("IFLA_MASTER", bridge_index)])),
+            _Request(f"cannot turn hairpin on for {name}", _RTM_NEWLINK, 0,
+                     _link_msg(index, True, [("IFLA_LINKINFO", port)]))]
 
 
 def _delete(name: str, index: int = 0) -> _Request:
@@ -277,25 +362,80 @@ def _delete(name: str, index: int = 0) -> _Request:
     return _Request(f"cannot delete {name}", _RTM_DELLINK, 0, _link_msg(index, False, attrs))
 
 
-def _unsettled(specs: list[BridgeSpec], links: dict[str, LinkState]
-               ) -> list[tuple[BridgeSpec, LinkState, list[IPv4Interface | IPv6Interface]]]:
-    """The existing bridges of ``specs`` that miss addresses (listed) or are down."""
+def missing_addresses(spec: BridgeSpec, seen: LinkState
+                      ) -> list[IPv4Interface | IPv6Interface]:
+    """The gateways of ``spec`` that bridge ``seen`` lacks."""
+    return [a for a in spec.addresses if str(a) not in seen.addresses]
+
+
+def stale_addresses(spec: BridgeSpec, seen: LinkState) -> list[str]:
+    """The addresses on bridge ``seen`` that nftnet takes away: those that are no gateway of
+    ``spec``; on a bridge it created all of them but the kernel's IPv6 link-local ones, on an
+    adopted one only those it added."""
+    wanted = {str(a) for a in spec.addresses}
+    mine = seen.addresses if spec.ours else seen.addresses & spec.added
+    return sorted(a for a in mine - wanted if not ip_interface(a).ip.is_link_local)
+
+
+def port_problems(name: str, bridge: str, links: dict[str, LinkState]) -> list[str] | None:
+    """How the host end ``name`` of a container's veth differs from what ``plug_port`` leaves
+    (on ``bridge``, up, hairpin on), in words; [] when it does not. None when it is gone (or
+    the name is no veth's): only a new attach mends that."""
+    port = links.get(name)
+    if port is None or port.kind != "veth":
+        return None
+    seen = links.get(bridge)
+    off = seen is None or port.master != seen.index
+    return [p for p, wrong in ((f"is not on bridge {bridge}", off), ("is down", not port.up),
+                               ("has hairpin off", not off and not port.hairpin)) if wrong]
+
+
+@dataclass(frozen=True)
+class _Fix:
+    """What one existing bridge of a spec needs: addresses to take away and to add, to come
+    up (``seen.up``), the veths to put back on it."""
+
+    spec: BridgeSpec
+    seen: LinkState
+    stale: list[str]
+    missing: list[IPv4Interface | IPv6Interface]
+    ports: list[tuple[str, LinkState]]
+
+
+def _unsettled(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[_Fix]:
+    """The existing bridges of ``specs`` that are not as the specs say."""
     out = []
     for spec in specs:
-        seen = links[spec.name]
-        missing = [a for a in spec.addresses if str(a) not in seen.addresses]
-        if missing or not seen.up:
-            out.append((spec, seen, missing))
+        seen = links.get(spec.name)
+        if seen is None:
+            continue
+        fix = _Fix(spec, seen, stale_addresses(spec, seen), missing_addresses(spec, seen),
+                   [(p, links[p]) for p in spec.ports if port_problems(p, spec.name, links)])
+        if fix.stale or fix.missing or fix.ports or not seen.up:
+            out.append(fix)
     return out
 
 
+def settled(specs: Iterable[BridgeSpec], links: dict[str, LinkState] | None = None) -> bool:
+    """Whether every bridge of ``specs`` exists and is as it says (on one raw dump, so that
+    an apply that changes no link never imports pyroute2)."""
+    specs = list(specs)
+    links = observe() if links is None else links
+    return all(s.name in links for s in specs) and not _unsettled(specs, links)
+
+
 def _settle(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[_Request]:
-    """The requests that add the missing addresses and bring the links up."""
+    """The requests that take away stale addresses, then add the missing ones (an address
+    may come back with another prefix), bring the links up and put the veths back."""
     requests = []
-    for spec, seen, missing in _unsettled(specs, links):
-        requests += [_add_address(spec.name, seen.index, a) for a in missing]
-        if not seen.up:
-            requests.append(_set_up(spec.name, seen.index))
+    for fix in _unsettled(specs, links):
+        name, index = fix.spec.name, fix.seen.index
+        requests += [_remove_address(name, index, ip_interface(a)) for a in fix.stale]
+        requests += [_add_address(name, index, a) for a in fix.missing]
+        if not fix.seen.up:
+            requests.append(_set_up(name, index))
+        for port, seen in fix.ports:
+            requests += _plug(port, seen.index, name, index)
     return requests
 
 
@@ -305,13 +445,23 @@ def _failures(requests: Sequence[_Request], results: Sequence[NetlinkError | Non
             if err is not None and err.code != ignore]
 
 
-def ensure_bridges(specs: Iterable[BridgeSpec]) -> list[str]:
-    """Create missing bridges (each marked: MARK), add missing addresses, bring all up; return
-    the names created.
+def _record(changes: LinkChanges, requests: Sequence[_Request],
+            results: Sequence[NetlinkError | None]) -> None:
+    """Note the address changes the kernel made."""
+    for req, err in zip(requests, results, strict=True):
+        if err is None and req.effect is not None:
+            what, bridge, addr = req.effect
+            getattr(changes, what).setdefault(bridge, []).append(addr)
 
-    An existing bridge is adopted: nothing is removed from it. Raises LinkError (after
-    deleting what this call created) when a name is taken by a link that is not a bridge or
-    when the kernel refuses a bridge, an address or bringing a link up.
+
+def ensure_bridges(specs: Iterable[BridgeSpec]) -> LinkChanges:
+    """Create missing bridges and make every one of ``specs`` as it says: stale addresses
+    taken away (``stale_addresses``), missing ones added, the link up, its veths back on it
+    with hairpin on (``port_problems``); return what changed.
+
+    An existing bridge is adopted. Raises LinkError (after undoing what this call changed)
+    when a name is taken by a link that is not a bridge or when the kernel refuses a bridge,
+    an address, bringing a link up or a port.
     """
     specs = list(specs)
     links = observe()
@@ -320,47 +470,85 @@ def ensure_bridges(specs: Iterable[BridgeSpec]) -> list[str]:
         raise LinkError(f"{taken[0]} exists and is not a bridge; nftnet will not adopt it")
     new = [s for s in specs if s.name not in links]
     if not new and not _unsettled(specs, links):
-        return []  # nothing to change: pyroute2 not even imported
-    created: list[str] = []
+        return LinkChanges()  # nothing to change: pyroute2 not even imported
+    changes = LinkChanges()
     unsure: list[str] = []  # sent for creation, outcome not read (interrupted)
     with _ipr() as ipr:
         try:
             if new:
                 unsure = [s.name for s in new]
-                requests = [_create(s) for s in new]
+                host = _machine_id()
+                requests = [_create(s, host) for s in new]
                 results = _send_batch(ipr, requests)
-                created = [s.name for s, err in zip(new, results, strict=True) if err is None]
+                changes.created = [s.name for s, err in zip(new, results, strict=True)
+                                   if err is None]
                 unsure = []
                 if problems := _failures(requests, results):
                     raise LinkError("; ".join(problems))
                 links = observe()
-            requests = [_mark(n, links[n].index) for n in created] + _settle(specs, links)
-            if problems := _failures(requests, _send_batch(ipr, requests)):
+            requests = [_mark(n, links[n].index) for n in changes.created]
+            requests += _settle(specs, links)
+            results = _send_batch(ipr, requests)
+            _record(changes, requests, results)
+            if problems := _failures(requests, results):
                 raise LinkError("; ".join(problems))
         except BaseException as e:
             from pyroute2.netlink.exceptions import NetlinkError
 
-            undone = _undo(ipr, created, unsure)
+            undone = _revert(ipr, changes, unsure)
             if isinstance(e, (LinkError, NetlinkError, OSError)):
                 text = f"{e}" if isinstance(e, LinkError) else f"netlink: {e}"
                 raise LinkError("; ".join([text, *undone])) from None
             raise
-    return created
+    return changes
 
 
-def _undo(ipr: IPRoute, created: list[str], unsure: list[str]) -> list[str]:
-    """Delete the bridges this call made (and those whose creation went unconfirmed, where a
-    missing link is no error); return what could not be deleted."""
+def _revert(ipr: IPRoute, changes: LinkChanges, unsure: list[str]) -> list[str]:
+    """Take back ``changes``: the addresses added to and removed from bridges this call did
+    not make, then the bridges it made (and those whose creation went unconfirmed), where a
+    link already gone is no error; return what could not be taken back."""
     from pyroute2.netlink.exceptions import NetlinkError
 
-    requests = [_delete(name) for name in created + unsure]
     try:
+        links = observe() if changes.added or changes.removed else {}
+        requests = []
+        for what, make in (("added", _remove_address), ("removed", _add_address)):
+            for bridge, addrs in getattr(changes, what).items():
+                if bridge in links and bridge not in changes.created:
+                    requests += [make(bridge, links[bridge].index, ip_interface(a))
+                                 for a in addrs]
+        kept = len(requests)
+        requests += [_delete(name) for name in changes.created + unsure]
         results = _send_batch(ipr, requests)
-    except (NetlinkError, OSError) as e:
-        return [f"could not delete {', '.join(created + unsure)}: {e}"]
-    confirmed = _failures(requests[:len(created)], results[:len(created)])
-    return confirmed + _failures(requests[len(created):], results[len(created):],
-                                 ignore=errno.ENODEV)
+    except (NetlinkError, OSError, LinkError) as e:
+        return [f"could not undo the link changes: {e}"]
+    return _failures(requests[:kept], results[:kept]) + _failures(
+        requests[kept:], results[kept:], ignore=errno.ENODEV)
+
+
+def undo(changes: LinkChanges) -> None:
+    """Take back what ``ensure_bridges`` changed, as when the kernel refused the batch it was
+    made for; LinkError names what could not be taken back."""
+    if not (changes.created or changes.added or changes.removed):
+        return
+    with _ipr() as ipr:
+        if problems := _revert(ipr, changes, []):
+            raise LinkError("; ".join(problems))
+
+
+def plug_port(name: str, bridge: str) -> None:
+    """Put the host end ``name`` of a container's veth on ``bridge``, up, with hairpin on (so
+    that DNATed traffic may leave by the port it came in by): as attach leaves it and every
+    converge puts it back. LinkError when either link is missing or the kernel refuses."""
+    links = observe()
+    if bridge not in links:
+        raise LinkError(f"bridge {bridge} does not exist (run nftnet apply)")
+    if name not in links:
+        raise LinkError(f"{name} does not exist")
+    requests = _plug(name, links[name].index, bridge, links[bridge].index)
+    with _ipr() as ipr:
+        if problems := _failures(requests, _send_batch(ipr, requests)):
+            raise LinkError("; ".join(problems))
 
 
 def delete_links(names: Iterable[str]) -> list[str]:

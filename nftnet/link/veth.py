@@ -11,9 +11,9 @@ from pyroute2 import IPRoute, NetNS
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nftnet.errors import LinkError
+from nftnet.link import bridges
 
 IFA_F_NODAD = 0x02
-HAIRPIN = 1  # IFLA_BRPORT_MODE: let DNATed traffic leave by the port it came in by
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ def netns_path(netns: str | None, pid: int | None) -> str:
 
 
 def attach(spec: VethSpec) -> None:
-    """Create the pair, plug the host end into the bridge (hairpin on) and configure the
-    container end; on any failure the pair is deleted again and LinkError raised."""
+    """Create the pair, plug the host end into the bridge (``bridges.plug_port``: hairpin on)
+    and configure the container end; on any failure the pair is deleted again and LinkError
+    raised."""
     peer = f"{spec.host_ifname}p"[:15]
     detach(spec.host_ifname)  # a leftover of an attach that was killed half-way
     try:
@@ -52,14 +53,12 @@ def attach(spec: VethSpec) -> None:
                 raise LinkError(f"bridge {spec.bridge} does not exist (run nftnet apply)")
             ipr.link("add", ifname=spec.host_ifname, kind="veth", peer={"ifname": peer},
                      mtu=spec.mtu)
-            host = ipr.link_lookup(ifname=spec.host_ifname)[0]
-            ipr.link("set", index=host, master=bridge[0], state="up")
-            ipr.brport("set", index=host, mode=HAIRPIN)
             fd = os.open(spec.netns, os.O_RDONLY)
             try:
                 ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_fd=fd)
             finally:
                 os.close(fd)
+        bridges.plug_port(spec.host_ifname, spec.bridge)
         _configure_inside(spec, peer)
     except (NetlinkError, OSError, LinkError) as e:
         detach(spec.host_ifname)

@@ -4,6 +4,7 @@ sets, nothing is exposed to the LAN (fail closed), and restore brings every prot
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -146,7 +147,9 @@ def test_runtime_endpoint_it_cannot_bring_back(lab: Lab, tmp_path: Path) -> None
     lab.run(lab.host, "nft", "flush", "ruleset")
     lab.namespaces.remove(c1)
     lab.run(lab.host, "ip", "netns", "del", c1)  # the container is gone, and its veth with it
-    out = nftnet(lab, "restore", state_dir=state).stdout
+    restored = nftnet(lab, "restore", state_dir=state, check=False)
+    assert restored.returncode == 1, restored.stderr
+    out = restored.stdout
     assert "bridge br-front: missing" in out
     assert "cannot restore endpoint one: its veth" in out
     found = nftnet(lab, "check", state_dir=state, check=False)
@@ -154,3 +157,65 @@ def test_runtime_endpoint_it_cannot_bring_back(lab: Lab, tmp_path: Path) -> None
     assert "endpoint one: its veth" in found.stdout
     nftnet(lab, "endpoint", "detach", "one", state_dir=state)
     assert nftnet(lab, "check", state_dir=state, check=False).returncode == 0
+
+
+def test_deleted_bridge_gets_its_veths_back(lab: Lab, tmp_path: Path) -> None:
+    """`ip link del` of a bridge with runtime endpoints on it leaves their veths without a
+    master: check names each endpoint, and restore, or apply, puts the veths back (hairpin
+    on), so that the containers reach their gateway, the LAN their published port and a
+    container itself through it again. Only a veth that is gone makes restore exit 1."""
+    front = {"version": 1, "networks": {"front": {"bridge": "br-front",
+                                                  "subnets": ["172.31.1.0/24", "fd00:1::/64"]}}}
+    path = write_config(tmp_path, front)
+    state = tmp_path / "state"
+
+    def run(*args: str) -> CompletedProcess[str]:
+        return nftnet(lab, *args, state_dir=state, check=False)
+
+    run("apply", "-f", str(path))
+    c1, c2 = lab.empty_netns("c1"), lab.empty_netns("c2")
+    for name, ns, extra in (("one", c1, ["-p", "8080:80"]), ("two", c2, [])):
+        assert run("endpoint", "attach", name, "--network", "front", "--netns", ns,
+                   *extra).returncode == 0
+    lab.serve(lab.host, 7000)
+    lab.serve(c1, 80)
+    gateway = {(c1, "172.31.1.1"): "172.31.1.2", (c1, "fd00:1::1"): "fd00:1::2",
+               (c2, "172.31.1.1"): "172.31.1.3", (c2, "fd00:1::1"): "fd00:1::3"}
+
+    def broken(containers: tuple[str, ...] = (c1, c2)) -> list[str]:
+        out = [f"{ns} to gateway {dst}" for (ns, dst), src in gateway.items()
+               if ns in containers and lab.probe(ns, dst, 7000) != src]
+        out += [f"LAN to {dst}:8080" for dst, src in ((Lab.HOST_IP4, Lab.LAN_IP4),
+                                                      (Lab.HOST_IP6, Lab.LAN_IP6))
+                if lab.probe(lab.lan, dst, 8080) != src]
+        return out + ([] if lab.probe(c1, Lab.HOST_IP4, 8080) else ["c1 hairpin"])
+
+    assert broken() == []
+    lab.run(lab.host, "ip", "link", "del", "br-front")
+    assert lab.probe(c1, "172.31.1.1", 7000, timeout=1.0) is None
+    found = run("check")
+    assert found.returncode == 1
+    assert "bridge br-front: missing" in found.stdout
+    for name in ("one", "two"):
+        assert re.search(rf"endpoint {name}: its veth nv\w+ is not on bridge br-front",
+                         found.stdout), found.stdout
+    restored = run("restore")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "endpoint one: its veth" in restored.stdout
+    assert broken() == []
+    assert run("check").returncode == 0
+
+    lab.run(lab.host, "ip", "link", "del", "br-front")
+    applied = run("apply", "-f", str(path))
+    assert applied.returncode == 0 and "no changes" not in applied.stdout
+    assert broken() == []
+    assert "no changes" in run("apply", "-f", str(path)).stdout
+
+    lab.run(lab.host, "ip", "link", "del", "br-front")
+    lab.namespaces.remove(c2)
+    lab.run(lab.host, "ip", "netns", "del", c2)  # container two is gone, and its veth with it
+    restored = run("restore")
+    assert restored.returncode == 1, restored.stdout + restored.stderr
+    assert "cannot restore endpoint two: its veth" in restored.stdout
+    assert "cannot restore endpoint one" not in restored.stdout
+    assert broken((c1,)) == []

@@ -143,3 +143,23 @@ def test_attach_by_pid(host: Host, lab: Lab) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_moved_network_leaves_its_old_subnets_to_another(host: Host, lab: Lab,
+                                                          tmp_path: Path) -> None:
+    """Re-applied on new subnets, br-front keeps only the new gateways: a network on the old
+    subnets is routed out of its own bridge, so that its container reaches its gateway and
+    the LAN its published port."""
+    moved = json.loads(json.dumps(CONFIG))
+    moved["networks"]["front"]["subnets"] = ["172.31.5.0/24", "fd00:5::/64"]
+    moved["endpoints"]["static"]["ipv4"] = "172.31.5.100"
+    moved["networks"]["old"] = {"bridge": "br-old", "subnets": ["172.31.1.0/24", "fd00:1::/64"]}
+    host("apply", "-f", str(write_config(tmp_path, moved, "moved.yaml")))
+    c1 = lab.empty_netns("c1")
+    host("endpoint", "attach", "one", "--network", "old", "--netns", c1, "-p", "8080:80")
+    lab.serve(lab.host, 7000)
+    lab.serve(c1, 80)
+    assert lab.probe(c1, "172.31.1.1", 7000) == "172.31.1.2"
+    assert lab.probe(c1, "fd00:1::1", 7000) == "fd00:1::2"
+    assert lab.probe(lab.lan, Lab.HOST_IP4, 8080) == Lab.LAN_IP4
+    assert lab.probe(lab.lan, Lab.HOST_IP6, 8080) == Lab.LAN_IP6

@@ -153,6 +153,69 @@ def test_existing_bridge_is_adopted_not_replaced(netns: Netns, tmp_path: Path) -
     assert state["created_bridges"] == ["nft-back"]
 
 
+def addrs_of(ns: Netns, dev: str) -> set[str]:
+    """The addresses on ``dev`` as iproute2 lists them, without the kernel's IPv6 link-local."""
+    return {f"{a['local']}/{a['prefixlen']}" for a in links(ns)[dev]["addr_info"]
+            if not a["local"].startswith("fe80:")}
+
+
+def routes(ns: Netns) -> set[str]:
+    return {r["dst"] for v in ("-4", "-6") for r in json.loads(ns.run("ip", "-j", v, "route"))}
+
+
+def moved(cfg: dict) -> dict:
+    """``cfg`` with network front (and its endpoint) on other subnets."""
+    out = json.loads(json.dumps(cfg))
+    out["networks"]["front"]["subnets"] = ["172.31.5.0/24", "fd00:5::/64"]
+    out["endpoints"]["web"] |= {"ipv4": "172.31.5.10", "ipv6": "fd00:5::10"}
+    return out
+
+
+def test_changed_subnets_leave_only_the_new_gateways(netns: Netns, tmp_path: Path) -> None:
+    """The old gateways and their routes go; a network on the old subnets is then routed out
+    of its own bridge."""
+    apply(netns, tmp_path, config())
+    cfg = moved(config())
+    apply(netns, tmp_path, cfg, name="moved.yaml")
+    assert addrs_of(netns, "br-front") == {"172.31.5.1/24", "fd00:5::1/64"}
+    found = routes(netns)
+    assert {"172.31.5.0/24", "fd00:5::/64"} <= found
+    assert not found & {"172.31.1.0/24", "fd00:1::/64"}
+    assert nftnet(netns, "check", state_dir=tmp_path / "state", check=False).returncode == 0
+    cfg["networks"]["old"] = {"bridge": "br-old", "subnets": ["172.31.1.0/24", "fd00:1::/64"]}
+    apply(netns, tmp_path, cfg, name="old.yaml")
+    for dst in ("172.31.1.20", "fd00:1::20"):
+        assert json.loads(netns.run("ip", "-j", "route", "get", dst))[0]["dev"] == "br-old"
+
+
+def test_adopted_bridge_keeps_the_addresses_of_others(netns: Netns, tmp_path: Path) -> None:
+    """nftnet takes away only what it added (recorded in the state); someone's address, even
+    one that is a gateway of the config, stays, and check does not count it as drift."""
+    netns.run("ip", "link", "add", "br-front", "type", "bridge")
+    netns.run("ip", "addr", "add", "10.77.0.1/24", "dev", "br-front")
+    netns.run("ip", "addr", "add", "fd00:1::1/64", "dev", "br-front")
+    apply(netns, tmp_path, config())
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["bridge_addresses"] == {"br-front": ["172.31.1.1/24"],
+                                         "nft-back": ["172.31.2.1/24"]}
+    netns.run("ip", "addr", "add", "10.78.0.1/24", "dev", "br-front")
+    assert nftnet(netns, "check", state_dir=tmp_path / "state", check=False).returncode == 0
+    apply(netns, tmp_path, moved(config()), name="moved.yaml")
+    assert addrs_of(netns, "br-front") == {"10.77.0.1/24", "10.78.0.1/24", "fd00:1::1/64",
+                                           "172.31.5.1/24", "fd00:5::1/64"}
+    assert nftnet(netns, "check", state_dir=tmp_path / "state", check=False).returncode == 0
+
+
+def test_rejected_batch_keeps_the_old_gateways(netns: Netns, tmp_path: Path) -> None:
+    """Address changes made for a batch the kernel refuses are taken back."""
+    apply(netns, tmp_path, config())
+    netns.run("nft", "delete table inet nftnet; add table inet nftnet; "
+              "add set inet nftnet bridges { type ipv4_addr; }")
+    proc = apply(netns, tmp_path, moved(config()), check=False, name="moved.yaml")
+    assert proc.returncode == 1, proc.stderr
+    assert addrs_of(netns, "br-front") == {"172.31.1.1/24", "fd00:1::1/64"}
+
+
 def test_plan_shows_changes_and_changes_nothing(netns: Netns, tmp_path: Path) -> None:
     apply(netns, tmp_path, config())
     before = ruleset(netns)

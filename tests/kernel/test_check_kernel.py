@@ -41,6 +41,11 @@ TAMPERING = {
                      "prerouting priority -150; policy drop; }'"], "policy drop; nftnet's is"),
     "bridge-down": (["ip link set br-front down"], "bridge br-front: down"),
     "bridge-deleted": (["ip link del nft-back"], "bridge nft-back: missing"),
+    # nft-back is nftnet's (created): an address added by hand is drift, and restore removes it
+    "address-added": (["ip addr add 10.99.0.7/24 dev nft-back"],
+                      "bridge nft-back: address 10.99.0.7/24 is no gateway of the config"),
+    "gateway-deleted": (["ip addr del 172.31.1.1/24 dev br-front"],
+                        "bridge br-front: address 172.31.1.1/24 missing"),
     "forwarding-off": (["sysctl -qw net.ipv4.ip_forward=0"],
                        "sysctl net/ipv4/ip_forward: is 0; nftnet needs 1"),
     "br-netfilter-off": (["sysctl -qw net.bridge.bridge-nf-call-iptables=0"],
