@@ -91,9 +91,9 @@ class LinkState:
     up: bool
     kind: str | None
     addresses: frozenset[str]
-    marked: bool = False  # carries MARK: nftnet created it
     master: int = 0
     hairpin: bool = False
+    marked: bool = False  # carries MARK: nftnet created it
 
 
 @dataclass
@@ -261,8 +261,8 @@ def _snapshot(sock: socket.socket) -> dict[str, LinkState]:
                                      if a == _IFLA_BRPORT_MODE), 0)
         if name is not None:
             out[name] = LinkState(index, bool(flags & IFF_UP), kind_name,
-                                  frozenset(addrs.get(index, ())), alias == MARK.encode(),
-                                  master, slave_kind == "bridge" and mode == HAIRPIN)
+                                  frozenset(addrs.get(index, ())), master,
+                                  slave_kind == "bridge" and mode == HAIRPIN, alias == MARK.encode())
     return out
 
 
