@@ -4,7 +4,7 @@
 a ruleset in memory, so that the engine's logic is tested without root, and the kernel tests
 prove the fake (tests/kernel/test_fake_kernel.py). The scratch kernel (nft/scratch.py, a
 module satisfying ``Scratch``) is nft's own parser in a throwaway namespace; ``FakeScratch``
-(nft/fake_text.py) stands in for it.
+(nft/fake.py) stands in for it.
 """
 
 from __future__ import annotations
