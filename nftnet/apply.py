@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from ipaddress import ip_interface
 from typing import Any
 
-from nftnet import names
 from nftnet.compile import HostFacts, compile_config
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
@@ -23,14 +22,14 @@ from nftnet.effective import after_apply, merge
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
+from nftnet.nft.backend import USER_CHAIN_SPEC, user_chain_rules
 from nftnet.nft.generation import after_one_commit, generation
-from nftnet.nft.libnft import LibNft, user_chain_rules
+from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Json
 from nftnet.plan import describe_changes
 from nftnet.state import State, StateDir, empty_runtime
 
 FORWARD_KEYS = {4: sysctl.IP_FORWARD, 6: sysctl.IP6_FORWARD}
-USER_CHAIN_SPEC = f"chain {names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
 
 
 @dataclass

@@ -29,11 +29,11 @@ from nftnet.compile import HostFacts
 from nftnet.config.model import Config
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
-from nftnet.nft.libnft import LibNft, user_chain_rules
+from nftnet.nft.backend import TABLE_SPEC, user_chain_rules
+from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Json
 from nftnet.state import State, StateDir
 
-TABLE_SPEC = f"table {names.FAMILY} {names.TABLE}"
 SHOW_AT_MOST = 10  # elements shown per set and direction; the rest are counted
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from nftnet import names
 from nftnet.errors import TransactionError
-from nftnet.nft.libnft import LibNft
+from nftnet.nft.backend import NftBackend
 
 MARK = f"{names.MARK_BIT:#x}"
 # The remedy as nft lists it, whether added with nft or with iptables' mark match.
@@ -79,7 +79,7 @@ class ForeignDrop:
                 "message": self.message()}
 
 
-def foreign_drops(nft: LibNft) -> list[ForeignDrop]:
+def foreign_drops(nft: NftBackend) -> list[ForeignDrop]:
     """Every base chain outside nftnet's table on hook forward with policy drop, any family."""
     out = []
     for obj in nft.list("chains") or []:
@@ -93,9 +93,9 @@ def foreign_drops(nft: LibNft) -> list[ForeignDrop]:
     return out
 
 
-def _honours(nft: LibNft, chain: dict[str, Any]) -> bool:
+def _honours(nft: NftBackend, chain: dict[str, Any]) -> bool:
     try:
-        text = nft.list_text(f"chain {chain['family']} {chain['table']} {chain['name']}")
-    except TransactionError:  # gone meanwhile, or a name nft 1.0.6 cannot parse (no quoting)
+        rules = nft.chain_rules_text(chain["name"], f"{chain['family']} {chain['table']}")
+    except TransactionError:  # a name nft 1.0.6 cannot parse (no quoting)
         return False
-    return any(_HONOURS.search(line) for line in text.splitlines())
+    return any(_HONOURS.search(text) for _, text in rules or [])  # None: gone meanwhile

@@ -14,10 +14,11 @@ from __future__ import annotations
 import dataclasses
 
 from nftnet import names
-from nftnet.apply import USER_CHAIN_SPEC, Applier, desired, effective_config
+from nftnet.apply import Applier, desired, effective_config
 from nftnet.check import Finding, inspect
 from nftnet.errors import NftnetError, TransactionError
-from nftnet.nft.libnft import LibNft, user_chain_rules
+from nftnet.nft.backend import USER_CHAIN_SPEC, user_chain_rules
+from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Chain, Rule
 from nftnet.nft.transaction import Transaction
 from nftnet.state import State, StateDir

@@ -18,12 +18,11 @@ from nftnet import names
 from nftnet.apply import FORWARD_KEYS
 from nftnet.errors import NftnetError
 from nftnet.link import bridges, sysctl, veth
+from nftnet.nft.backend import TABLE_SPEC
 from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Table
 from nftnet.nft.transaction import Transaction
 from nftnet.state import StateDir, create_file
-
-TABLE_SPEC = f"table {names.FAMILY} {names.TABLE}"
 
 
 @dataclass

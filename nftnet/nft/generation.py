@@ -62,11 +62,15 @@ def generation() -> str | None:
     return None if gen_id is None else f"{boot}:{netns}:{gen_id}"
 
 
-def after_one_commit(before: str | None) -> str | None:
-    """The token now, if exactly one commit (nftnet's own) happened since ``before``; else
-    None, as another program's commit may have come in between and touched the table."""
-    now = generation()
+def follows(before: str | None, now: str | None) -> str | None:
+    """``now``, if it is exactly one commit after ``before`` (same boot, same namespace);
+    else None, as another program's commit may have come in between and touched the table."""
     if before is None or now is None:
         return None
     head, _, gen_id = before.rpartition(":")
     return now if now == f"{head}:{int(gen_id) + 1}" else None
+
+
+def after_one_commit(before: str | None) -> str | None:
+    """The token now, if exactly one commit (nftnet's own) happened since ``before``."""
+    return follows(before, generation())

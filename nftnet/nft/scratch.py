@@ -56,7 +56,8 @@ def listing(batch: Json) -> list[Json]:
 
 
 def _child(payload: Json) -> Json:
-    from nftnet.nft.libnft import LibNft, user_chain_rules
+    from nftnet.nft.backend import user_chain_rules
+    from nftnet.nft.libnft import LibNft
 
     nft = LibNft()
     nft.run(payload["batch"])

@@ -12,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects.py",
         "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py",
+        "nftnet/nft/backend.py", "nftnet/nft/fake.py", "nftnet/nft/fake_tables.py",
+        "nftnet/nft/fake_sets.py", "nftnet/nft/fake_text.py",
         "nftnet/drivers/cni/spec.py", "nftnet/drivers/cni/request.py",
         "nftnet/drivers/cni/engine.py", "nftnet/drivers/cni/plugin.py"]
 FORBIDDEN = {"nftables", "pyroute2", "subprocess", "os", "socket"}

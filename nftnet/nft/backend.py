@@ -1,0 +1,68 @@
+"""The nftables kernel boundary as the engine sees it: a few calls, two implementations.
+
+``LibNft`` (nft/libnft.py) is the kernel through libnftables; ``FakeNft`` (nft/fake.py) holds
+a ruleset in memory, so that the engine's logic is tested without root, and the kernel tests
+prove the fake (tests/kernel/test_fake_kernel.py). The scratch kernel (nft/scratch.py, a
+module satisfying ``Scratch``) is nft's own parser in a throwaway namespace; ``FakeScratch``
+(nft/fake.py) stands in for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from nftnet import names
+from nftnet.errors import TransactionError
+from nftnet.nft.objects import Json
+
+TABLE_SPEC = f"table {names.FAMILY} {names.TABLE}"
+USER_CHAIN_SPEC = f"chain {names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
+Rules = list[tuple[int, str]]  # (handle, rule in nft syntax), in chain order
+
+
+class NftBackend(Protocol):
+    """One network namespace's nftables ruleset."""
+
+    def run(self, batch: Json) -> None:
+        """Apply a libnftables JSON batch whole or not at all; TransactionError (saying why)
+        if any command of it is refused, and then nothing changed."""
+
+    def list(self, what: str = TABLE_SPEC) -> list[Json] | None:
+        """The JSON objects of ``list WHAT`` (without metainfo), where ``what`` is ``table
+        FAMILY NAME``, ``chain FAMILY TABLE NAME`` or ``chains`` (every table's); None when
+        that table or chain does not exist; TransactionError if it cannot be listed."""
+
+    def chain_rules_text(self, chain: str, table: str = f"{names.FAMILY} {names.TABLE}"
+                         ) -> Rules | None:
+        """(handle, rule in nft syntax) of each rule of ``chain`` in ``table`` ("FAMILY
+        NAME"), in order; None when the chain (or its table) does not exist."""
+
+    def generation(self) -> str | None:
+        """A token that changes with every committed batch (nft/generation.py); None if it
+        cannot be read. ``generation.follows`` tells one commit apart from several."""
+
+
+class Scratch(Protocol):
+    """A throwaway kernel: what only nft itself can say, without touching the host."""
+
+    def parse_user_rules(self, batch: Json, rules: list[str]
+                         ) -> tuple[list[list[Any]], dict[int, str]]:
+        """JSON expressions of ``rules`` (nft text) in the table ``batch`` builds, and an
+        error message by index for each rule nft refuses."""
+
+    def listing(self, batch: Json) -> list[Json]:
+        """The table ``batch`` builds, as a fresh kernel lists it in JSON."""
+
+
+def refused(detail: str) -> TransactionError:
+    """The error of a refused batch, the same from every backend."""
+    return TransactionError(f"the kernel refused the batch; nothing was changed:\n{detail}")
+
+
+def user_chain_rules(listing: list[Json] | None) -> list[list[Any]]:
+    """The expressions of the user chain's rules in a table listing, in order."""
+    return [
+        o["rule"]["expr"]
+        for o in listing or []
+        if "rule" in o and o["rule"]["chain"] == names.USER_CHAIN
+    ]
