@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import (
     IPv4Address,
     IPv4Network,
@@ -330,7 +330,7 @@ def translate_container(ctr: Inspect, networks: Mapping[str, DockerNetwork]
     if ports and carrier in endpoints:
         ep = endpoints[carrier]
         fits = tuple(p for p in ports if (ep.ipv4 if p.family == 4 else ep.ipv6) is not None)
-        endpoints[carrier] = _with_ports(ep, fits)
+        endpoints[carrier] = replace(ep, ports=fits)
     elif ports:
         where = "no network that publishes (internal, or no address)" if carrier is None \
             else f"network {short_id(carrier)}, which nftnet does not hold"
@@ -345,11 +345,6 @@ def _endpoint(cid: str, name: str, net: DockerNetwork, entry: Inspect) -> Docker
     v6 = _in_subnet(entry.get("GlobalIPv6Address"), net.subnet6, "GlobalIPv6Address")
     return DockerEndpoint(cid, name, net.id, net.name, endpoint_name(name, net.name, cid),
                           v4, v6)  # type: ignore[arg-type]
-
-
-def _with_ports(ep: DockerEndpoint, ports: tuple[DockerPort, ...]) -> DockerEndpoint:
-    return DockerEndpoint(ep.container_id, ep.container_name, ep.network_id, ep.network,
-                          ep.name, ep.ipv4, ep.ipv6, ports)
 
 
 def _in_subnet(text: object, subnet: IPv4Network | IPv6Network | None, field: str
