@@ -46,6 +46,7 @@ OUTSIDE = ("/etc/docker/key.json", "/run/docker", "/run/containerd")
 REGISTRY = Path("/run/nftnet-docker-env.json")
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+PEER_TIMEOUT = 10.0
 
 
 class DockerEnvError(RuntimeError):
@@ -253,9 +254,18 @@ class DockerEnv:
         """The client address httpd's CGI saw for a request from dockerd's namespace to
         ``address`` (busybox httpd is dual-stack: ``[::ffff:a.b.c.d]`` becomes ``a.b.c.d``)."""
         host = f"[{address}]" if ":" in address else address
-        out = self.ns_run("busybox", "timeout", "4", "wget", "-qO-",
-                          f"http://{host}:{port}/cgi-bin/ip").strip()
-        return out.strip("[]").removeprefix("::ffff:")
+        deadline = time.monotonic() + PEER_TIMEOUT
+        while True:  # IPv6 addresses are tentative (DAD) for a second after they appear
+            proc = subprocess.run(["nsenter", f"--net=/run/netns/{self.ns}", "busybox",
+                                   "timeout", "4", "wget", "-qO-",
+                                   f"http://{host}:{port}/cgi-bin/ip"],
+                                  capture_output=True, text=True, timeout=30, check=False)
+            if proc.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if proc.returncode != 0:
+            raise DockerEnvError(f"no answer from {host}:{port}: {proc.stderr}")
+        return proc.stdout.strip().strip("[]").removeprefix("::ffff:")
 
     def make_image(self) -> None:
         """``bb:latest`` from busybox-static: applets, and httpd's CGI printing the peer."""
