@@ -22,6 +22,7 @@ from compat.iptables_save.parse import DockerRules, Family, Net, Port, Rule, Sav
 from nftnet.config.load import parse_config
 from nftnet.config.model import IPAddress
 from nftnet.config.schema import NAME, check_ifname
+from nftnet.drivers.docker.translate import bridge_name
 from nftnet.errors import ConfigError
 
 NAMES_NOTE = ("networks are named after their bridges and endpoints after their addresses, "
@@ -78,7 +79,7 @@ class Hints:
         if net["Driver"] != "bridge":
             return
         opts = net.get("Options") or {}
-        bridge = opts.get("com.docker.network.bridge.name") or f"br-{net['Id'][:12]}"
+        bridge = bridge_name(net)
         hint = self.networks.setdefault(bridge, NetworkHint())
         hint.name = net["Name"]
         for conf in (net.get("IPAM") or {}).get("Config") or []:

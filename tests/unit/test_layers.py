@@ -15,7 +15,8 @@ PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects
         "nftnet/nft/backend.py", "nftnet/nft/fake.py", "nftnet/nft/fake_tables.py",
         "nftnet/nft/fake_sets.py", "nftnet/nft/fake_text.py",
         "nftnet/drivers/cni/spec.py", "nftnet/drivers/cni/request.py",
-        "nftnet/drivers/cni/engine.py", "nftnet/drivers/cni/plugin.py"]
+        "nftnet/drivers/cni/engine.py", "nftnet/drivers/cni/plugin.py",
+        "nftnet/drivers/docker/translate.py", "nftnet/drivers/docker/events.py"]
 FORBIDDEN = {"nftables", "pyroute2", "subprocess", "os", "socket"}
 
 
