@@ -262,7 +262,8 @@ def _snapshot(sock: socket.socket) -> dict[str, LinkState]:
         if name is not None:
             out[name] = LinkState(index, bool(flags & IFF_UP), kind_name,
                                   frozenset(addrs.get(index, ())), master,
-                                  slave_kind == "bridge" and mode == HAIRPIN, alias == MARK.encode())
+                                  slave_kind == "bridge" and mode == HAIRPIN,
+                                  alias == MARK.encode())
     return out
 
 
