@@ -51,7 +51,7 @@ class _Collector:
 
     def _where(self, path: Path_) -> str:
         line = line_of(self.root, path)
-        where = f"{self.source}:{line}: " if line else ""
+        where = f"{self.source}:{line}: " if line else f"{self.source}: "
         return f"{where}{format_path(path) or '(top level)'}"
 
     def add(self, path: Path_, message: str) -> None:
