@@ -21,9 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from nftnet.compile.elements import port_elements
 from nftnet.config.checks import host_problem
-from nftnet.config.document import format_path
+from nftnet.config.document import Path_, format_path
 from nftnet.config.dump import stored_binding, stored_endpoint
-from nftnet.config.model import Endpoint, IPAddress, Network, PortMapping, PublishSpec
+from nftnet.config.model import (
+    Config,
+    Endpoint,
+    IPAddress,
+    Network,
+    PortMapping,
+    PublishSpec,
+)
 from nftnet.config.publish import expand, parse_publish
 from nftnet.effective import port_key, wildcard_key
 from nftnet.errors import ConfigError, NftnetError
@@ -37,6 +44,8 @@ from nftnet.state import State, StateDir, runtime_change
 if TYPE_CHECKING:
     from nftnet.apply import Applier
     from nftnet.link.veth import VethSpec
+
+Label = Callable[[Path_], str]  # a field's path as the command's user names it
 
 
 class Runtime:
@@ -203,11 +212,11 @@ class Runtime:
             if name in state.runtime["networks"] or name in (state.config.get("networks") or {}):
                 raise ConfigError([f"network {name!r} exists already"])
             there = effective_config(state.config, state.runtime)
-            if problems := check_config(replace(there, networks={**there.networks, name: net}),
-                                        new=name):
+            config = replace(there, networks={**there.networks, name: net})
+            if problems := check_config(config, new=name):
                 raise ConfigError([f"{label(path)}: {message}" for path, message in problems])
             state.runtime["networks"][name] = raw
-            self._converge(state, prev)
+            self._converge(state, prev, config)
             return [f"+ network {name}"]
 
     def remove_network(self, name: str, force: bool) -> list[str]:
@@ -242,10 +251,13 @@ class Runtime:
                 self.state_dir.save(state)
             return [*lines, f"- network {name}"]
 
-    def _converge(self, state: State, prev: State | None) -> None:
+    def _converge(self, state: State, prev: State | None, config: Config | None = None) -> None:
+        """Make the kernel hold ``state``; ``config`` is its effective config where the caller
+        has it already (a parse at 50,000 ports costs a second)."""
         from nftnet.apply import desired, effective_config
 
-        config = effective_config(state.config, state.runtime)
+        if config is None:
+            config = effective_config(state.config, state.runtime)
         self.applier.converge(desired(config, prev), prev, state)
 
     # -- the journal -----------------------------------------------------------------------
@@ -375,7 +387,7 @@ def _allocate(subnet: IPv4Network | IPv6Network, taken: set[IPAddress]) -> IPAdd
 
 
 def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None,
-               label: Callable[[tuple[str | int, ...]], str]) -> dict[str, str]:
+               label: Label) -> dict[str, str]:
     """Requested or allocated addresses: "auto" takes the lowest free host address, never
     the gateway and never one in use; a requested one must be free and a host of the subnet.
     ConfigError names the option by ``label``."""
@@ -402,11 +414,10 @@ def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None,
     return out
 
 
-def _option_label(kind: str, name: str, raw: dict[str, Any]) -> Callable[[tuple[str | int, ...]],
-                                                                         str]:
+def _option_label(kind: str, name: str, raw: dict[str, Any]) -> Label:
     """Names a field of a runtime command's entry (``raw``, as the command built it) as the
     user gave it: ``networks.b.subnets[0]`` is ``network b: --subnet 10.0.0.0/33``."""
-    def label(path: tuple[str | int, ...]) -> str:
+    def label(path: Path_) -> str:
         if path[:2] == (kind, name):
             path = path[2:]
         elif path[:1] in (("networks",), ("endpoints",)):  # another entry's own problem

@@ -106,9 +106,9 @@ def _json(text: str) -> Any:
 @cache
 def _yaml() -> tuple[Any, Any]:
     """The yaml module and a loader on its fastest safe one, imported on first use: a JSON
-    config, read by the json module, spares the ~10 ms of yaml's import. The loader turns a
-    scalar Python cannot make (``2001-02-30``, an int of 5,000 digits) into a YAMLError with
-    its line."""
+    config, read by the json module, spares the ~10 ms of yaml's import. The loader records
+    keys given twice, and turns a scalar Python cannot make (``2001-02-30``, an int of 5,000
+    digits) into a YAMLError with its line."""
     import yaml
 
     class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
