@@ -6,6 +6,8 @@ unexpected bug (the traceback goes to the log, not the screen); 130 interrupted.
 
 from __future__ import annotations
 
+import reprlib
+
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_INVALID = 2
@@ -20,13 +22,30 @@ class NftnetError(Exception):
 
 
 class ConfigError(NftnetError):
-    """The input is wrong; carries one message per offending field, each naming its path."""
+    """The input is wrong; carries one message per offending field, each naming its path.
+
+    The message lists the first ``SHOWN_PROBLEMS``: a generated file can be wrong 50,000 times.
+    """
 
     exit_code = EXIT_INVALID
+    SHOWN_PROBLEMS = 100
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("\n".join(problems))
+        lines = problems[:self.SHOWN_PROBLEMS]
+        if len(problems) > len(lines):
+            lines.append(f"... and {len(problems) - len(lines)} more problems")
+        super().__init__("\n".join(lines))
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+
+
+def shown(value: object) -> str:
+    """``value`` as a message quotes it: its repr, cut short (one string of a config may hold
+    megabytes, one list thousands of levels)."""
+    return _SHOWN.repr(value)
 
 
 class TransactionError(NftnetError):

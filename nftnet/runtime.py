@@ -21,8 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from nftnet.compile.elements import port_elements
 from nftnet.config.checks import host_problem
+from nftnet.config.document import Path_, format_path
 from nftnet.config.dump import stored_binding, stored_endpoint
-from nftnet.config.model import Endpoint, IPAddress, Network, PortMapping, PublishSpec
+from nftnet.config.model import (
+    Config,
+    Endpoint,
+    IPAddress,
+    Network,
+    PortMapping,
+    PublishSpec,
+)
 from nftnet.config.publish import expand, parse_publish
 from nftnet.desired.ports import PortIndex, clash_message, holder_name
 from nftnet.errors import ConfigError, NftnetError
@@ -36,6 +44,8 @@ from nftnet.state import State, StateDir, runtime_change
 if TYPE_CHECKING:
     from nftnet.apply import Applier
     from nftnet.link.veth import VethSpec
+
+Label = Callable[[Path_], str]  # a field's path as the command's user names it
 
 
 class Runtime:
@@ -123,9 +133,17 @@ class Runtime:
 
     def attach(self, name: str, network: str, netns: str, ipv4: str, ipv6: str | None,
                publish: list[str], ifname: str) -> list[str]:
+        from marshmallow import ValidationError
+
         from nftnet.config.load import load_entry
+        from nftnet.config.schema import check_ifname
         from nftnet.link import veth
 
+        label = _option_label("endpoints", name, {"publish": publish})
+        try:
+            check_ifname(ifname)
+        except ValidationError as e:
+            raise ConfigError([f"{label(('ifname',))}: {e.messages[0]}"]) from None
         made: list[VethSpec] = []
 
         def change(state: State) -> tuple[Transaction, list[str]]:
@@ -135,10 +153,12 @@ class Runtime:
             net_raw, _ = self.entry(state, "networks", network)
             net = load_entry("networks", network, net_raw)
             assert isinstance(net, Network)
-            raw = {"network": network, **_addresses(state, net, ipv4, ipv6), "publish": publish}
-            ep = load_entry("endpoints", name, raw)
+            raw = {"network": network, **_addresses(state, net, ipv4, ipv6, label),
+                   "publish": publish}
+            ep = load_entry("endpoints", name, raw, label)
             assert isinstance(ep, Endpoint)
-            maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish))
+            maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish),
+                          lambda i: label(("endpoints", name, "publish", i)))
             spec = _veth_spec(name, net, ep, netns, ifname)
             state.runtime["endpoints"][name] = {**raw, "netns": netns, "ifname": ifname,
                                                 "host_ifname": spec.host_ifname}
@@ -174,14 +194,29 @@ class Runtime:
     # -- networks (rare: a full apply, so bridges, sysctls and sets all follow) -----------
 
     def create_network(self, name: str, raw: dict[str, Any]) -> list[str]:
+        """Create network ``name`` from ``raw`` (its config entry); ConfigError names the
+        option at fault and, for a clash, the network that holds the subnet or bridge."""
+        from dataclasses import replace
+
+        from nftnet.apply import effective_config
+        from nftnet.config.checks import check_config
+        from nftnet.config.load import load_entry
+
+        label = _option_label("networks", name, raw)
+        net = load_entry("networks", name, raw, label)
+        assert isinstance(net, Network)
         with self.state_dir.locked():
             self.recover()
             prev = self.state_dir.load()
             state = copy.deepcopy(prev) if prev else State(config={"version": 1})
             if name in state.runtime["networks"] or name in (state.config.get("networks") or {}):
                 raise ConfigError([f"network {name!r} exists already"])
+            there = effective_config(state.config, state.runtime)
+            config = replace(there, networks={**there.networks, name: net})
+            if problems := check_config(config, new=name):
+                raise ConfigError([f"{label(path)}: {message}" for path, message in problems])
             state.runtime["networks"][name] = raw
-            self._converge(state, prev)
+            self._converge(state, prev, config)
             return [f"+ network {name}"]
 
     def remove_network(self, name: str, force: bool) -> list[str]:
@@ -220,10 +255,13 @@ class Runtime:
                 self.state_dir.save(state)
             return lines
 
-    def _converge(self, state: State, prev: State | None) -> None:
+    def _converge(self, state: State, prev: State | None, config: Config | None = None) -> None:
+        """Make the kernel hold ``state``; ``config`` is its effective config where the caller
+        has it already (a parse at 50,000 ports costs a second)."""
         from nftnet.apply import desired, effective_config
 
-        config = effective_config(state.config, state.runtime)
+        if config is None:
+            config = effective_config(state.config, state.runtime)
         self.applier.converge(desired(config, prev), prev, state)
 
     # -- the journal -----------------------------------------------------------------------
@@ -285,19 +323,20 @@ def _index(state: State) -> PortIndex:
     return PortIndex(state.ports, state.specific, state.changed_index)
 
 
-def _claim(state: State, ep: Endpoint, binding: IPv4Address, specs: list[PublishSpec]
-           ) -> list[PortMapping]:
-    """Expand ``specs`` and record them in the port index; ConfigError on a clash."""
+def _claim(state: State, ep: Endpoint, binding: IPv4Address, specs: list[PublishSpec],
+           label: Callable[[int], str] = "publish[{}]".format) -> list[PortMapping]:
+    """Expand ``specs`` and record them in the port index; ConfigError on a clash, naming
+    the spec by ``label(index)``."""
     index = _index(state)
     maps: list[PortMapping] = []
     for i, spec in enumerate(specs):
         try:
             expanded = expand(spec, ep, binding)
         except ValueError as e:
-            raise ConfigError([f"publish[{i}]: {e}"]) from None
+            raise ConfigError([f"{label(i)}: {e}"]) from None
         for m in expanded:
             if holder := index.holder(m):
-                raise ConfigError([f"publish[{i}]: {clash_message(m, holder)}"])
+                raise ConfigError([f"{label(i)}: {clash_message(m, holder)}"])
             index.claim(m, holder_name(ep.name, spec))
         maps += expanded
     return maps
@@ -340,9 +379,15 @@ def _allocate(subnet: IPv4Network | IPv6Network, taken: set[IPAddress]) -> IPAdd
     raise NftnetError(f"no free address left in {subnet}")
 
 
-def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None) -> dict[str, str]:
+def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None,
+               label: Label) -> dict[str, str]:
     """Requested or allocated addresses: "auto" takes the lowest free host address, never
-    the gateway and never one in use; a requested one must be free and a host of the subnet."""
+    the gateway and never one in use; a requested one must be free and a host of the subnet.
+    ConfigError names the option by ``label``."""
+    from marshmallow import ValidationError
+
+    from nftnet.config.schema import parse_ip
+
     taken = _used(state, net.name) | {a for a in (net.gateway4, net.gateway6) if a}
     out = {}
     for key, value, subnet in (("ipv4", ipv4, net.subnet4), ("ipv6", ipv6, net.subnet6)):
@@ -350,16 +395,41 @@ def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None) -> dict[
             out[key] = str(_allocate(subnet, taken))
         elif value not in (None, "auto"):
             try:
-                addr = ip_address(value)
-            except ValueError:
-                raise ConfigError([f"{key}: {value!r} is not an IP address"]) from None
+                addr = parse_ip(value, 4 if key == "ipv4" else 6)
+            except ValidationError as e:
+                raise ConfigError([f"{label((key,))}: {e.messages[0]}"]) from None
             problem = ("is already in use" if addr in taken else
-                       f"is not in network {net.name}" if subnet is None or
-                       addr.version != subnet.version else host_problem(addr, subnet))
+                       f"is not in network {net.name}" if subnet is None else
+                       host_problem(addr, subnet))
             if problem:
-                raise ConfigError([f"{key}: {addr} {problem}"])
+                raise ConfigError([f"{label((key,))}: {addr} {problem}"])
             out[key] = value
     return out
+
+
+def _option_label(kind: str, name: str, raw: dict[str, Any]) -> Label:
+    """Names a field of a runtime command's entry (``raw``, as the command built it) as the
+    user gave it: ``networks.b.subnets[0]`` is ``network b: --subnet 10.0.0.0/33``."""
+    def label(path: Path_) -> str:
+        if path[:2] == (kind, name):
+            path = path[2:]
+        elif path[:1] in (("networks",), ("endpoints",)):  # another entry's own problem
+            return format_path(path)
+        who = f"{kind[:-1]} {name}"
+        if not path:
+            return f"{kind[:-1]} name {name!r}"
+        key, index = path[0], path[1] if len(path) > 1 else None
+        option = _OPTIONS.get(str(key), str(key))
+        values = raw.get(str(key))
+        if isinstance(index, int) and isinstance(values, list) and index < len(values):
+            return f"{who}: {option} {values[index]}"
+        return f"{who}: {option}"
+    return label
+
+
+_OPTIONS = {"subnets": "--subnet", "subnet": "--subnet", "bridge": "--bridge",
+            "ipv4": "--ipv4", "ipv6": "--ipv6", "publish": "-p", "network": "--network",
+            "ifname": "--ifname"}
 
 
 def _veth_spec(name: str, net: Network, ep: Endpoint, netns: str, ifname: str) -> VethSpec:

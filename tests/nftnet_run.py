@@ -5,17 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO, Any
 
 import yaml
 
 
-def nftnet(lab_or_ns: object, *args: str, state_dir: Path,
-           check: bool = True) -> subprocess.CompletedProcess[str]:
+def nftnet(lab_or_ns: object, *args: str, state_dir: Path, check: bool = True,
+           stdin: IO[Any] | None = None) -> subprocess.CompletedProcess[str]:
     """``nftnet --state-dir … ARGS`` in a namespace (a Lab means its host namespace)."""
     ns = getattr(lab_or_ns, "host", lab_or_ns)
     argv = ["ip", "netns", "exec", str(ns), sys.executable, "-m", "nftnet",
             "--state-dir", str(state_dir), *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
+                          stdin=stdin)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout}"
                              f"{proc.stderr}")

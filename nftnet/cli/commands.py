@@ -15,7 +15,8 @@ from nftnet.state import State, StateDir
 from nftnet.status import collect_status, format_status
 
 CONFIG = click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False,
-                      allow_dash=True), help="Config file (YAML or JSON; - for stdin).")
+                      allow_dash=True), help="Config file (YAML or JSON, at most 64 MiB; - for "
+                      "stdin).")
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
                       show_default=True, help="table for people, json for scripts.")
 

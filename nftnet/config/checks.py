@@ -15,9 +15,11 @@ from nftnet.desired.ports import PortIndex, clash_message, holder_name
 Problem = tuple[tuple[str | int, ...], str]
 
 
-def _networks(config: Config) -> Iterator[Problem]:
+def _networks(config: Config, new: str | None) -> Iterator[Problem]:
     seen_bridges: dict[str, str] = {}
-    for name, net in config.networks.items():
+    # ``new`` last, so that a bridge it shares is reported on it.
+    for name in sorted(config.networks, key=lambda n: n == new):
+        net = config.networks[name]
         if net.bridge in seen_bridges:
             yield ("networks", name, "bridge"), (
                 f"bridge {net.bridge} is already used by network {seen_bridges[net.bridge]}"
@@ -30,12 +32,13 @@ def _networks(config: Config) -> Iterator[Problem]:
             if subnet is not None and gateway is not None and (msg := host_problem(gateway,
                                                                                     subnet)):
                 yield ("networks", name, key), f"gateway {gateway} {msg}"
-    yield from _overlaps(config)
+    yield from _overlaps(config, new)
 
 
-def _overlaps(config: Config) -> Iterator[Problem]:
+def _overlaps(config: Config, new: str | None) -> Iterator[Problem]:
     """CIDRs nest or are disjoint, so sorted by start each can only overlap the widest
-    earlier one still open: O(n log n) for thousands of networks."""
+    earlier one still open: O(n log n) for thousands of networks. A clash is reported on the
+    later of the two, or on ``new`` when it is one of them."""
     spans = sorted(
         (s.version, int(s.network_address), -int(s.broadcast_address), name, s)
         for name, net in config.networks.items()
@@ -45,9 +48,9 @@ def _overlaps(config: Config) -> Iterator[Problem]:
     open_: tuple[int, int, str, IPv4Network | IPv6Network] | None = None
     for version, start, neg_end, name, subnet in spans:
         if open_ and open_[0] == version and start <= open_[1]:
-            yield ("networks", name, "subnets"), (
-                f"{subnet} overlaps {open_[3]} of network {open_[2]}"
-            )
+            (here, mine), (there, theirs) = sorted(
+                ((name, subnet), (open_[2], open_[3])), key=lambda side: side[0] != new)
+            yield ("networks", here, "subnets"), f"{mine} overlaps {theirs} of network {there}"
             continue
         open_ = (version, -neg_end, name, subnet)
 
@@ -127,6 +130,8 @@ def _publish(
         bound.claim(m, holder_name(name, spec))
 
 
-def check_config(config: Config) -> list[Problem]:
-    """Every cross-field problem in ``config``; empty when it is consistent."""
-    return [*_networks(config), *_endpoints(config)]
+def check_config(config: Config, new: str | None = None) -> list[Problem]:
+    """Every cross-field problem in ``config``; empty when it is consistent. A clash between
+    two networks is reported on ``new`` where it is one of them: the network a runtime
+    command adds to what is there, which holds its names and subnets already."""
+    return [*_networks(config, new), *_endpoints(config)]

@@ -1,12 +1,12 @@
 """Reading a config file: YAML (or JSON, which YAML reads too) to a validated ``Config``.
 
 Every problem is collected, not just the first, and each names its field path and line.
+How the text becomes data, within limits, is document.py's part.
 """
 
 from __future__ import annotations
 
-import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError
 
 from nftnet import names
 from nftnet.config.checks import check_config
+from nftnet.config.document import Path_, format_path, line_of, node_tree, parse, read_text
 from nftnet.config.model import Config, Endpoint, Network
 from nftnet.config.rule_languages import Entry, entry_to_nft
 from nftnet.config.schema import NAME, EndpointSchema, NetworkSchema, TopSchema, check_ifname
@@ -22,14 +23,7 @@ from nftnet.errors import ConfigError
 if TYPE_CHECKING:
     import yaml
 
-Path_ = tuple[str | int, ...]
-
-
-def format_path(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+__all__ = ["format_path", "load_config", "load_entry", "parse_config"]
 
 
 def _flatten(messages: Any, path: Path_) -> list[tuple[Path_, str]]:
@@ -45,42 +39,23 @@ def _flatten(messages: Any, path: Path_) -> list[tuple[Path_, str]]:
     return [(path, str(messages).replace("Unknown field.", "unknown key"))]
 
 
-def _yaml() -> tuple[Any, Any]:
-    """The yaml module and its fastest safe loader, imported on first use: a JSON config, read
-    by the json module, spares the ~10 ms of yaml's import."""
-    import yaml
-
-    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _line_of(node: yaml.Node | None, path: Path_) -> int | None:
-    """The line (1-based) of the deepest node along ``path`` that exists in the document."""
-    if node is None:
-        return None
-    pyyaml, _ = _yaml()
-    line = node.start_mark.line + 1
-    for part in path:
-        if isinstance(node, pyyaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == part), None)
-        elif isinstance(node, pyyaml.SequenceNode) and isinstance(part, int):
-            node = node.value[part] if part < len(node.value) else None
-        else:
-            node = None
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
 class _Collector:
-    def __init__(self, source: str, root: yaml.Node | None) -> None:
+    """Problems as they are found, each as ``label(path): message``; the label is the file,
+    line and field path, or what else names the field to the user (a command's option)."""
+
+    def __init__(self, source: str, root: yaml.Node | None,
+                 label: Callable[[Path_], str] | None = None) -> None:
         self.source, self.root = source, root
+        self.label = label or self._where
         self.problems: list[str] = []
 
+    def _where(self, path: Path_) -> str:
+        line = line_of(self.root, path)
+        where = f"{self.source}:{line}: " if line else f"{self.source}: "
+        return f"{where}{format_path(path) or '(top level)'}"
+
     def add(self, path: Path_, message: str) -> None:
-        line = _line_of(self.root, path)
-        where = f"{self.source}:{line}: " if line else ""
-        self.problems.append(f"{where}{format_path(path) or '(top level)'}: {message}")
+        self.problems.append(f"{self.label(path)}: {message}")
 
     def load(self, schema: Schema, data: Any, path: Path_) -> dict[str, Any] | None:
         try:
@@ -107,30 +82,15 @@ def _section(
 
 def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate config text; raise ConfigError listing every problem, with line numbers."""
-    # JSON is YAML too, but the json module reads a large generated config far faster.
-    data = _json_or_none(text)
-    if data is None:
-        pyyaml, loader = _yaml()
-        try:
-            data = pyyaml.load(text, Loader=loader)
-        except pyyaml.YAMLError as e:
-            raise ConfigError([f"{source}: not valid YAML or JSON: {e}"]) from None
+    data, root = parse(text, source)
+    if root is not None:
+        return _validate(data, source, root)
     try:
         return _validate(data, source)
     except ConfigError:
         pass
     # Line numbers need the node tree: build it only to report errors.
-    pyyaml, loader = _yaml()
-    return _validate(data, source, pyyaml.compose(text, Loader=loader))
-
-
-def _json_or_none(text: str) -> Any:
-    if not text.lstrip().startswith("{"):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
+    return _validate(data, source, node_tree(text))
 
 
 def _validate(data: Any, source: str, root: yaml.Node | None = None) -> Config:
@@ -142,13 +102,8 @@ def _validate(data: Any, source: str, root: yaml.Node | None = None) -> Config:
         raise ConfigError(col.problems)
     networks: dict[str, Network] = {}
     for name, body in _section(col, top["networks"], "networks", NetworkSchema()).items():
-        body.setdefault("bridge", f"{names.DEFAULT_BRIDGE_PREFIX}{name}")
-        try:
-            check_ifname(body["bridge"])
-        except ValidationError as e:
-            col.add(("networks", name, "bridge"), f"{e.messages[0]} (set bridge: explicitly)")
-            continue
-        networks[name] = Network(name=name, **body)
+        if (net := _network(col, name, body)) is not None:
+            networks[name] = net
     endpoints = {
         name: Endpoint(name=name, **body)
         for name, body in _section(col, top["endpoints"], "endpoints", EndpointSchema()).items()
@@ -177,25 +132,33 @@ def _user_rules(col: _Collector, entries: list[Entry] | None) -> tuple[str, ...]
     return tuple(out)
 
 
+def _network(col: _Collector, name: str, body: dict[str, Any]) -> Network | None:
+    """The network of a loaded entry; its default bridge name, nft-NAME, must fit too."""
+    body.setdefault("bridge", f"{names.DEFAULT_BRIDGE_PREFIX}{name}")
+    try:
+        check_ifname(body["bridge"])
+    except ValidationError as e:
+        col.add(("networks", name, "bridge"), f"{e.messages[0]} (set bridge: explicitly)")
+        return None
+    return Network(name=name, **body)
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file ("-" is standard input)."""
-    p = Path(path)
-    try:
-        text = p.read_text() if str(path) != "-" else sys.stdin.read()
-    except OSError as e:
-        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
-    return parse_config(text, str(path))
+    return parse_config(read_text(str(path)), str(path))
 
 
-def load_entry(kind: str, name: str, data: dict[str, Any]) -> Network | Endpoint:
+def load_entry(kind: str, name: str, data: dict[str, Any],
+               label: Callable[[Path_], str] | None = None) -> Network | Endpoint:
     """One network or endpoint (``kind`` "networks" or "endpoints") validated on its own,
-    for runtime commands that must not re-validate the whole config."""
-    col = _Collector("runtime", None)
+    for runtime commands that must not re-validate the whole config; ``label`` names a
+    field as the command's user gave it (default: its path)."""
+    col = _Collector("runtime", None, label)
     body = _section(col, {name: data}, kind, NetworkSchema() if kind == "networks"
                     else EndpointSchema()).get(name)
-    if body is None:
+    entry: Network | Endpoint | None = None
+    if body is not None:
+        entry = _network(col, name, body) if kind == "networks" else Endpoint(name=name, **body)
+    if entry is None:
         raise ConfigError(col.problems)
-    if kind == "networks":
-        body.setdefault("bridge", f"{names.DEFAULT_BRIDGE_PREFIX}{name}")
-        return Network(name=name, **body)
-    return Endpoint(name=name, **body)
+    return entry

@@ -6,6 +6,7 @@ import re
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from nftnet.config.model import Endpoint, IPAddress, PortMapping, Proto, PublishSpec
+from nftnet.errors import shown
 
 PROTOS: tuple[Proto, ...] = ("tcp", "udp", "sctp")
 
@@ -24,13 +25,13 @@ def _port_range(text: str, what: str) -> tuple[int, int]:
         lo = int(lo_text)
         hi = int(hi_text) if sep else lo
     except ValueError:
-        raise ValueError(f"{what} port {text!r} is not a number or a range like 9000-9002") \
+        raise ValueError(f"{what} port {shown(text)} is not a number or a range like 9000-9002") \
             from None
     for port in (lo, hi):
         if not 1 <= port <= 65535:
             raise ValueError(f"{what} port {port} is outside 1-65535")
     if hi < lo:
-        raise ValueError(f"{what} port range {text!r} ends before it starts")
+        raise ValueError(f"{what} port range {shown(text)} ends before it starts")
     return lo, hi
 
 
@@ -40,9 +41,11 @@ def _host_ip(text: str | None) -> IPAddress | None:
     try:
         addr = ip_address(text.strip("[]"))
     except ValueError:
-        raise ValueError(f"host address {text!r} is not an IP address") from None
+        raise ValueError(f"host address {shown(text)} is not an IP address") from None
     if text.startswith("[") != isinstance(addr, IPv6Address):
         raise ValueError(f"host address {text!r}: write IPv6 addresses in brackets, IPv4 without")
+    if isinstance(addr, IPv6Address) and addr.scope_id is not None:
+        raise ValueError(f"host address {text!r}: a scope (%{addr.scope_id}) has no meaning here")
     if isinstance(addr, IPv6Address) and addr.is_loopback:
         raise ValueError(
             "cannot publish on ::1: the kernel does not DNAT IPv6 loopback traffic to another "
@@ -60,13 +63,13 @@ def parse_publish(text: str) -> PublishSpec:
     m = _SPEC.match(text.strip())
     if not m:
         raise ValueError(
-            f"{text!r} is not of the form [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]"
+            f"{shown(text)} is not of the form [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp|sctp]"
         )
     proto = m["proto"] or "tcp"
     if proto not in PROTOS:
-        raise ValueError(f"protocol {proto!r} is not one of tcp, udp, sctp")
+        raise ValueError(f"protocol {shown(proto)} is not one of tcp, udp, sctp")
     if not m["host"]:
-        raise ValueError(f"{text!r} has no host port; nftnet needs one (no random ports)")
+        raise ValueError(f"{shown(text)} has no host port; nftnet needs one (no random ports)")
     host_ports = _port_range(m["host"], "host")
     container_ports = _port_range(m["ctr"], "container")
     if host_ports[1] - host_ports[0] != container_ports[1] - container_ports[0]:

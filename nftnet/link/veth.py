@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import stat
 from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
 
 from pyroute2 import IPRoute, NetNS
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nftnet.errors import LinkError
+from nftnet.errors import ConfigError, LinkError
 from nftnet.link import bridges
 
 IFA_F_NODAD = 0x02
+NS_GET_NSTYPE = 0xB703  # ioctl of an nsfs file: its CLONE_NEW* type (linux/nsfs.h, 4.11)
+CLONE_NEWNET = 0x40000000
 
 
 @dataclass(frozen=True)
@@ -28,16 +32,40 @@ class VethSpec:
 
 
 def netns_path(netns: str | None, pid: int | None) -> str:
-    """The namespace file for ``--netns NAME_OR_PATH`` or ``--pid PID``; LinkError if absent."""
+    """The namespace file for ``--netns NAME_OR_PATH`` or ``--pid PID``; ConfigError naming
+    the option unless it is a network namespace (checked before anything changes)."""
     if pid is not None:
         path = f"/proc/{pid}/ns/net"
+        problem = _netns_problem(path)
+        if problem and not os.path.exists(f"/proc/{pid}"):
+            raise ConfigError([f"--pid: no process {pid} (no network namespace at {path})"])
+        option = f"--pid {pid}"
     elif netns is not None:
         path = netns if "/" in netns else f"/run/netns/{netns}"
+        problem, option = _netns_problem(path), "--netns"
     else:
-        raise LinkError("give --netns or --pid")
-    if not os.path.exists(path):
-        raise LinkError(f"no network namespace at {path}")
+        raise ConfigError(["give --netns or --pid"])
+    if problem:
+        raise ConfigError([f"{option}: no network namespace at {path} ({problem})"])
     return path
+
+
+def _netns_problem(path: str) -> str | None:
+    """Why ``path`` is not a network namespace, or None. Only a regular file is opened (a FIFO
+    would block, a device may act on being opened); the kernel then names its type."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "not a namespace file"
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        return e.strerror
+    try:
+        kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:
+        return "not a namespace file"
+    finally:
+        os.close(fd)
+    return None if kind == CLONE_NEWNET else "a namespace of another kind"
 
 
 def attach(spec: VethSpec) -> None:

@@ -138,7 +138,7 @@ def test_attach_by_pid(host: Host, lab: Lab) -> None:
         assert host.addrs(ns) == {"172.31.1.77", "fd00:1::77"}
         missing = host("endpoint", "attach", "q", "--network", "front", "--pid", "999999",
                        check=False)
-        assert missing.returncode == 1
+        assert missing.returncode == 2
         assert "no network namespace at /proc/999999/ns/net" in missing.stderr
     finally:
         sleeper.kill()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
@@ -9,6 +11,7 @@ import yaml
 
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
+from nftnet.config.model import Network
 from nftnet.errors import ConfigError
 
 BASE = {
@@ -127,3 +130,90 @@ def test_errors_carry_line_numbers() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     data = with_("networks.front.colour", "red", with_("networks.front.bridge", "x" * 16))
     assert len(errors_of(data).splitlines()) == 2
+
+
+@pytest.mark.parametrize(("subnet", "why"), [
+    ("0.0.0.0/0", "default route"),
+    ("::/0", "default route"),
+    ("127.0.0.0/8", "loopback"),
+    ("127.1.0.0/16", "loopback"),
+    ("64.0.0.0/2", "loopback"),
+    ("224.0.0.0/24", "multicast"),
+    ("ff02::/16", "multicast"),
+    ("0.0.0.0/8", "unspecified"),
+    ("::/96", "unspecified"),
+    ("169.254.1.0/24", "link-local"),
+    ("fe80::/64", "link-local"),
+    ("::ffff:172.31.9.0/120", "IPv4-mapped"),
+    ("255.255.255.252/30", "limited broadcast"),
+    ("fd00:9::%eth0/64", "scope"),
+])
+def test_subnets_a_network_cannot_hold_are_refused(subnet: str, why: str) -> None:
+    """The bridge would get 0.0.0.1/0, a second route for 127/8, a multicast address."""
+    message = errors_of(with_("networks.extra", {"subnet": subnet}))
+    assert f"networks.extra.subnet: '{subnet}'" in message
+    assert why in message
+
+
+@pytest.mark.parametrize("subnet", ["10.0.0.0/8", "100.64.0.0/10", "192.168.0.0/16",
+                                    "2001:db8::/32", "fd00:9::/64", "203.0.113.0/24"])
+def test_ordinary_unicast_subnets_load(subnet: str) -> None:
+    assert load(with_("networks.extra", {"subnet": subnet})).networks["extra"].bridge == \
+        "nft-extra"
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    ("version", "1", "version: must be 1"),
+    ("version", 1.0, "version: must be 1"),
+    ("version", True, "version: must be 1"),
+    ("networks.front.mtu", "1500", "networks.front.mtu: Not a valid integer"),
+    ("networks.front.mtu", 1500.0, "networks.front.mtu: Not a valid integer"),
+    ("networks.front.icc", "false", "networks.front.icc: 'false' is not true or false"),
+    ("networks.front.internal", 0, "networks.front.internal: 0 is not true or false"),
+    ("networks.front.gateway", 2886795521, "networks.front.gateway: 2886795521 is not an IP"),
+    ("endpoints.web.ipv6", "fd00:1::10%eth0", "endpoints.web.ipv6: 'fd00:1::10%eth0': a scope"),
+    ("endpoints.web.publish.0", 4830, "endpoints.web.publish[0]: 4830 is not a publish entry"),
+    ("endpoints.web.publish.0", "[fe80::1%eth0]:80:80", "endpoints.web.publish[0]: host "
+     "address '[fe80::1%eth0]': a scope"),
+    ("networks.front.subnets", [["172.31.1.0/24"]], "networks.front.subnets[0]: "
+     "['172.31.1.0/24'] is not a CIDR"),
+])
+def test_values_of_the_wrong_type_are_errors_not_coerced(path: str, value: object,
+                                                         expected: str) -> None:
+    assert expected in errors_of(with_(path, value))
+
+
+@pytest.mark.parametrize("name", ["front\n", "a b", "-x", ""])
+def test_names_and_interface_names_are_whole_matches(name: str) -> None:
+    """"$" matches before a final newline: "front\\n" would pass for "front"."""
+    text = json.dumps({"version": 1, "networks": {name: {"subnet": "10.1.0.0/24"}}})
+    with pytest.raises(ConfigError, match="names are letters"):
+        parse_config(text)
+    bad_bridge = with_("networks.front.bridge", "br-front\n")
+    assert "networks.front.bridge: interface name" in errors_of(bad_bridge)
+
+
+def test_a_clash_is_reported_on_the_network_being_added() -> None:
+    """A runtime network create names itself and the holder, whichever name sorts first."""
+    from nftnet.config.checks import check_config
+
+    config = load(BASE)
+    for name in ("aaa", "zzz"):
+        added = Network(name, "br-front", IPv4Network("172.31.1.0/25"))
+        both = replace(config, networks={**config.networks, name: added})
+        problems = check_config(both, new=name)
+        assert problems == [
+            (("networks", name, "bridge"), "bridge br-front is already used by network front"),
+            (("networks", name, "subnets"), "172.31.1.0/25 overlaps 172.31.1.0/24 of network "
+                                            "front"),
+        ]
+
+
+def test_the_message_lists_the_first_hundred_problems() -> None:
+    data = with_("endpoints.web.publish", [f"{70000 + i}:80" for i in range(150)])
+    with pytest.raises(ConfigError) as e:
+        load(data)
+    assert len(e.value.problems) == 150
+    lines = str(e.value).splitlines()
+    assert len(lines) == 101
+    assert lines[-1] == "... and 50 more problems"
