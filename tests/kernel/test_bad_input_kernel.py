@@ -108,7 +108,8 @@ CASES: list[tuple[str, str, Any, str]] = [
      "endpoint c: -p 70000:80: host port 70000 is outside 1-65535"),
     ("-p taken", "run", ["endpoint", "attach", "c", "--network", "front", "--netns", "{ctr}",
                          "-p", "9000:90", "-p", "8080:80"],
-     "endpoint c: -p 8080:80: tcp port 8080 is already published by endpoint web"),
+     "endpoint c: -p 8080:80: tcp port 8080 on every address (IPv4) is already published by "
+     "endpoint web"),
     ("--subnet default route", "run", ["network", "create", "n", "--subnet", "0.0.0.0/0"],
      "network n: --subnet 0.0.0.0/0: '0.0.0.0/0' is the default route"),
     ("--subnet wrong CIDR", "run", ["network", "create", "n", "--subnet", "10.9.0.0/33"],
