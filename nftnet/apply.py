@@ -1,19 +1,24 @@
 """The imperative shell of ``nftnet apply``: links and sysctls, then one nftables batch.
 
 Order matters for "nothing half-applied": everything that can be checked without changing the
-host is checked first (config, user rules parsed by nft in a scratch namespace); bridges and
-sysctls are set next and undone if the kernel then refuses the batch.
+host is checked first (config, user rules parsed by nft in a scratch namespace); then the whole
+next state is recorded as a pending change, with the bridges it will create; bridges, sysctls
+and veths are set next and undone if the kernel then refuses the batch; links the change
+deletes go once the kernel holds it, and the pending state becomes the state. A command killed
+at any step leaves the pending change, which the next command completes (``recover``).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 from typing import Any
 
-from nftnet import names
+from nftnet import crash, names
 from nftnet.compile import HostFacts, compile_config
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
@@ -26,6 +31,7 @@ from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft, user_chain_rules
 from nftnet.nft.objects import Json
 from nftnet.plan import describe_changes
+from nftnet.runtime import veth_changes, veth_spec
 from nftnet.state import State, StateDir, empty_runtime
 
 FORWARD_KEYS = {4: sysctl.IP_FORWARD, 6: sysctl.IP6_FORWARD}
@@ -168,26 +174,42 @@ class Applier:
             self.converge(want, prev, State(config=declared_raw, runtime=runtime))
             return Result(True, ["applied:", *lines])
 
-    def converge(self, want: Desired, prev: State | None, base: State) -> State:
-        """Make links and the whole table match ``want``; save ``base`` completed as the
-        state. Links made here are undone if the kernel refuses the batch."""
-        user_chain, batch = self._user_chain(want, prev)
-        created = self._links(want)
-        before = generation()
+    def converge(self, want: Desired, prev: State | None, base: State,
+                 drop: Collection[str] = ()) -> State:
+        """Make links and the whole table match ``want`` and ``base``, completed, the state.
+
+        ``base`` is recorded first as the pending change, with the bridges this change
+        creates; runtime endpoints' veths follow ``base`` (made where new, deleted where gone)
+        and ``drop`` names bridges nftnet made that ``base`` no longer needs. Links made here
+        are undone if the kernel refuses the batch; links deleted go only once the kernel holds
+        it. Killed at any step, the pending change is left for ``recover``.
+        """
         try:
+            user_chain, batch = self._user_chain(want, prev)
+            links = bridges.observe()
+            kept = (set(base.created_bridges) | set(prev.created_bridges if prev else ())
+                    ) - set(drop)
+            base.created_bridges = sorted(kept | {s.name for s in bridge_specs(want.config)
+                                                  if s.name not in links})
+            base.forwarding_enabled = {str(v): True for v in (4, 6)
+                                       if getattr(want.host, f"guard_forward{v}")}
+            base.batch_hash = want.batch_hash
+            base.ports, base.specific = port_index(want.config)
+            base.user_chain = user_chain if want.config.user_rules is None else None
+            self.state_dir.prepare(base)
+            self._links(want, prev, base)
+            before = generation()
+            crash.point("nft-before")
             self.nft.run(batch)
-        except NftnetError:
-            self._undo(want, created)
+        except NftnetError:  # the kernel does not hold the change: forget it
+            self._undo(prev, base, want.forwarding_to_enable)
+            self.state_dir.abort()
             raise
-        base.forwarding_enabled = {str(v): True for v in (4, 6)
-                                   if getattr(want.host, f"guard_forward{v}")}
-        base.created_bridges = sorted(set(prev.created_bridges if prev else []) | set(created))
-        base.batch_hash = want.batch_hash
+        crash.point("nft-after")
+        # the kernel holds the change: from here on it is completed, now or by recover
+        self._remove_links(prev, base, want.config)
         base.generation = after_one_commit(before)
-        base.ports, base.specific = port_index(want.config)
-        base.user_chain = user_chain if want.config.user_rules is None else None
-        self.state_dir.save(base)
-        self.state_dir.abort()
+        self.state_dir.finish(base)
         return base
 
     def _user_chain(self, want: Desired, prev: State | None) -> tuple[list[Any], Json]:
@@ -204,31 +226,108 @@ class Applier:
         return saved, compile_config(want.config, want.host, saved).to_json()
 
     def recover(self) -> bool:
-        """Complete a change a killed nftnet left pending: the kernel and the state end up
-        holding it. Call with the lock held; True if there was one."""
+        """Complete a change a killed nftnet left pending: the kernel, the links and the state
+        end up holding it. If that is no longer possible (the kernel refuses it, a bridge's
+        name was taken meanwhile), roll it back instead, so that it blocks no later command,
+        and raise. Call with the lock held; True if there was one."""
         pending = self.state_dir.pending()
         if pending is None:
             return False
-        prev = self.state_dir.load()
-        config = effective_config(pending.config, pending.runtime)
-        self.converge(desired(config, prev), prev, pending)
+        prev, after = pending
+        try:
+            self.complete(prev, after)
+        except NftnetError as e:
+            self._roll_back(prev, after, e)
         return True
 
-    def _links(self, want: Desired) -> list[str]:
-        created = bridges.ensure_bridges(bridge_specs(want.config))
+    def complete(self, prev: State | None, after: State) -> State:
+        """Converge to ``after``, a pending change from ``prev`` (begun, maybe half done);
+        NftnetError, the change forgotten, if the kernel does not come to hold it."""
         try:
-            _set_interface_sysctls(want.config)
-            for v in want.forwarding_to_enable:
-                sysctl.write(FORWARD_KEYS[v], "1")
+            want = desired(effective_config(after.config, after.runtime), after)
         except NftnetError:
-            self._undo(want, created)
+            self.state_dir.abort()
             raise
-        return created
+        drop = set(prev.created_bridges if prev else ()) - set(after.created_bridges)
+        return self.converge(want, prev, after, drop)
 
-    def _undo(self, want: Desired, created: list[str]) -> None:
+    def _roll_back(self, prev: State | None, after: State, error: NftnetError) -> None:
+        """Forget a change ``recover`` cannot complete: the links and forwarding it made go,
+        and the kernel is brought back to ``prev``; raises NftnetError saying so."""
+        message = f"an interrupted change could not be completed and was rolled back: {error}"
+        try:
+            self._undo(prev, after, [int(v) for v in after.forwarding_enabled
+                                     if prev is None or v not in prev.forwarding_enabled])
+        except NftnetError as e:  # reported, but the change must not block every command
+            message += f"\n(and some of its links could not be removed: {e})"
+        self.state_dir.abort()
+        if prev is None:
+            raise NftnetError(f"{message}\n(nothing was applied before it; {names.FAMILY} "
+                              f"{names.TABLE} is left as it got)")
+        try:
+            self.converge(desired(effective_config(prev.config, prev.runtime), prev), prev,
+                          copy.deepcopy(prev))
+        except NftnetError as e:
+            raise NftnetError(f"{message}\nand what nftnet applied before could not be put "
+                              f"back either: {e}") from None
+        raise NftnetError(message)
+
+    def _links(self, want: Desired, prev: State | None, base: State) -> None:
+        """Bridges, sysctls, IP forwarding and new runtime endpoints' veths; LinkError."""
+        bridges.ensure_bridges(bridge_specs(want.config))
+        crash.point("links")
+        _set_interface_sysctls(want.config)
         for v in want.forwarding_to_enable:
+            sysctl.write(FORWARD_KEYS[v], "1")
+        crash.point("sysctls")
+        make, _ = veth_changes(prev.runtime["endpoints"] if prev else {},
+                               base.runtime["endpoints"])
+        if make:
+            from nftnet.link import veth
+
+            for name in make:
+                veth.attach(veth_spec(name, base.runtime["endpoints"][name], want.config))
+            crash.point("veth-made")
+
+    def _remove_links(self, prev: State | None, base: State, config: Config) -> None:
+        """The veths of runtime endpoints ``base`` no longer has, and the bridges nftnet made
+        that it no longer records (never one the config still uses)."""
+        _, gone = veth_changes(prev.runtime["endpoints"] if prev else {},
+                               base.runtime["endpoints"])
+        used = {net.bridge for net in config.networks.values()}
+        dropped = [b for b in prev.created_bridges if b not in base.created_bridges
+                   and b not in used] if prev else []
+        if gone or dropped:
+            from nftnet.link import veth
+
+            for host_ifname in gone:
+                veth.detach(host_ifname)
+            _delete_bridges(dropped)
+            crash.point("links-removed")
+
+    def _undo(self, prev: State | None, base: State, forwarding: list[int]) -> None:
+        """Remove what ``_links`` made for the change from ``prev`` to ``base``: the bridges
+        ``base`` records and ``prev`` does not, new runtime endpoints' veths, and IP
+        forwarding of ``forwarding``'s families."""
+        for v in forwarding:
             sysctl.write(FORWARD_KEYS[v], "0")
-        bridges.delete_links(created)
+        make, _ = veth_changes(prev.runtime["endpoints"] if prev else {},
+                               base.runtime["endpoints"])
+        if make:
+            from nftnet.link import veth
+
+            for name in make:
+                veth.detach(base.runtime["endpoints"][name]["host_ifname"])
+        _delete_bridges(sorted(set(base.created_bridges)
+                               - set(prev.created_bridges if prev else ())))
+
+
+def _delete_bridges(candidates: list[str]) -> None:
+    """Delete those of ``candidates`` that are bridges: a name recorded before nftnet created the
+    bridge may since be another link of someone else's, which stays."""
+    if candidates:
+        links = bridges.observe()
+        bridges.delete_links(n for n in candidates if n in links and links[n].kind == "bridge")
 
 
 def interface_sysctls(config: Config) -> dict[str, str]:

@@ -13,13 +13,19 @@ Layout of ``--state-dir`` (default /var/lib/nftnet):
   change.pending.json
               a runtime change written before it reaches the kernel and appended to the
               journal after: a crash in between is completed by the next command
+  state.next.json
+              a full change (apply, network create and rm, restore, completing a change):
+              the whole next state, written before any link or the kernel changes, with the
+              bridges the change will create; renamed over state.json once the kernel holds
+              it. A crash in between is completed by the next command
   generation  the kernel ruleset generation right after nftnet's last change, when it proves
               that change was the only one (nft/generation.py; a small file of its own, so
               that recording it never rewrites the state)
   lock        flock'ed for the whole of every command that reads or changes state
   error.log   tracebacks of unexpected errors (exit 3)
 Writes are atomic: a temp file is fsync'ed and renamed over the old one, or a line is appended
-and fsync'ed (a torn last line was never committed and is ignored).
+and fsync'ed (a torn last line was never committed and is ignored). A temp file left by a
+killed command is removed by the next one to take the lock.
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nftnet import crash
 from nftnet.errors import StateError
 
 DEFAULT_DIR = "/var/lib/nftnet"
 STATE_FILE = "state.json"
 JOURNAL_FILE = "changes.jsonl"
 PENDING_FILE = "change.pending.json"
+NEXT_FILE = "state.next.json"
 OLD_PENDING_FILE = "state.pending.json"  # before the journal: removed with the rest
 GENERATION_FILE = "generation"
 COMPACT_AFTER = 1 << 18  # bytes of journal after which a commit writes a new snapshot
@@ -47,6 +55,9 @@ RUNTIME_SECTIONS = ("endpoints", "publish", "unpublish")  # what a runtime chang
 NOT_IN_SNAPSHOT = frozenset({"generation", "changed_index"})  # State fields kept elsewhere
 LOCK_FILE = "lock"
 ERROR_LOG = "error.log"
+WRITTEN = (STATE_FILE, NEXT_FILE, PENDING_FILE, GENERATION_FILE)  # by ``_write``, via temp files
+# every file nftnet keeps in the directory (teardown removes them, and their temp files)
+FILES = (*WRITTEN, JOURNAL_FILE, OLD_PENDING_FILE, ERROR_LOG, LOCK_FILE)
 
 
 def empty_runtime() -> dict[str, Any]:
@@ -112,9 +123,15 @@ class StateDir:
             raise StateError(f"cannot use state directory {self.path}: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._remove_temp_files()
             yield
         finally:
             os.close(fd)
+
+    def _remove_temp_files(self) -> None:
+        """Temp files of writes a killed command left: with the lock held, nobody writes."""
+        for name in WRITTEN:
+            (self.path / name).with_suffix(".tmp").unlink(missing_ok=True)
 
     def load(self) -> State | None:
         """The snapshot with the journal's changes replayed."""
@@ -153,17 +170,23 @@ class StateDir:
         else:
             self._write(GENERATION_FILE, generation)
 
-    def pending(self) -> State | None:
-        """The state with a runtime change that was begun but not committed (the process
-        died in between) replayed; None when there is none."""
+    def pending(self) -> tuple[State | None, State] | None:
+        """A change that was begun but not completed (the process died in between): the state
+        before it and the state it leads to; None when there is none. A full change
+        (``prepare``) comes first: a runtime change under way when it began is folded in."""
+        after = self._read(NEXT_FILE)
+        if after is not None:
+            return self.load(), after
         change = self._json(PENDING_FILE)
         if change is None:
             return None
-        state = self.load()
-        if state is None or change.get("snapshot") != state.snapshot:
+        before = self.load()
+        if before is None or change.get("snapshot") != before.snapshot:
             return None  # begun on a snapshot since replaced: the full write superseded it
-        replay(state, change)
-        return state
+        after = self.load()
+        assert after is not None
+        replay(after, change)
+        return before, after
 
     def _json(self, name: str) -> Any:
         """A file's JSON; None when there is no such file."""
@@ -190,6 +213,26 @@ class StateDir:
             (self.path / name).unlink(missing_ok=True)
         self.save_generation(state.generation)
 
+    def prepare(self, state: State) -> None:
+        """Record a full change before any of it happens: ``state``, the whole next state
+        (with every bridge the change creates); ``finish`` makes it the snapshot."""
+        state.snapshot = uuid.uuid4().hex
+        self._write(NEXT_FILE, _dumps(state))
+
+    def finish(self, state: State) -> None:
+        """The kernel holds the prepared ``state``: it becomes the snapshot (a rename, so
+        that the whole state is written once), and the journal and a pending runtime change,
+        folded into it, go."""
+        try:
+            os.replace(self.path / NEXT_FILE, self.path / STATE_FILE)
+            self._sync_dir()
+        except OSError as e:
+            raise StateError(f"cannot rename {self.path / NEXT_FILE}: {e.strerror}") from None
+        crash.point("renamed")
+        for name in (JOURNAL_FILE, PENDING_FILE):
+            (self.path / name).unlink(missing_ok=True)
+        self.save_generation(state.generation)
+
     def begin(self, change: dict[str, Any]) -> None:
         """Record a runtime change (``runtime_change``) before the kernel is changed; the
         generation is forgotten until the change is committed."""
@@ -205,8 +248,10 @@ class StateDir:
                 f.write(line + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+            crash.point("journal-appended")
             (self.path / PENDING_FILE).unlink()
             self._sync_dir()
+            crash.point("pending-removed")
             big = journal.stat().st_size > COMPACT_AFTER
         except OSError as e:
             raise StateError(f"cannot commit to {journal}: {e.strerror}") from None
@@ -215,8 +260,9 @@ class StateDir:
             self.save(state)
 
     def abort(self) -> None:
-        """The kernel refused the change: forget it."""
-        (self.path / PENDING_FILE).unlink(missing_ok=True)
+        """The kernel refused the change (runtime or full): forget it."""
+        for name in (NEXT_FILE, PENDING_FILE):
+            (self.path / name).unlink(missing_ok=True)
 
     def _write(self, name: str, text: str) -> None:
         target = self.path / name
@@ -226,8 +272,10 @@ class StateDir:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
+            crash.point(f"temp:{name}")
             os.replace(tmp, target)
             self._sync_dir()
+            crash.point(f"wrote:{name}")
         except OSError as e:
             raise StateError(f"cannot write {target}: {e.strerror}") from None
 
@@ -241,8 +289,7 @@ class StateDir:
     def remove(self) -> bool:
         """Delete every file nftnet keeps here (teardown), then the directory; False when it
         holds files of someone else's and stays. Call with the lock held: its file goes too."""
-        for name in (STATE_FILE, JOURNAL_FILE, PENDING_FILE, OLD_PENDING_FILE, GENERATION_FILE,
-                     ERROR_LOG, LOCK_FILE):
+        for name in FILES:
             for path in (self.path / name, (self.path / name).with_suffix(".tmp")):
                 path.unlink(missing_ok=True)
         try:

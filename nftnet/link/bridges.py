@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import TYPE_CHECKING, Any
 
-from nftnet import netlink
+from nftnet import crash, netlink
 from nftnet.errors import LinkError
 
 if TYPE_CHECKING:
@@ -318,6 +318,7 @@ def ensure_bridges(specs: Iterable[BridgeSpec]) -> list[str]:
                 results = _send_batch(ipr, requests)
                 created = [s.name for s, err in zip(new, results, strict=True) if err is None]
                 unsure = []
+                crash.point("bridges-created")
                 if problems := _failures(requests, results):
                     raise LinkError("; ".join(problems))
                 links = observe()
