@@ -20,6 +20,7 @@ from typing import Any
 
 from nftnet import crash, names
 from nftnet.compile import HostFacts, compile_config
+from nftnet.compile.elements import PORT_MAPS
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
@@ -45,7 +46,8 @@ class Desired:
     config: Config
     host: HostFacts
     batch: Json
-    batch_hash: str
+    batch_hash: str  # of all but the published ports' elements (State.batch_hash)
+    ports_hash: str  # of those
     forwarding_to_enable: list[int] = field(default_factory=list)
 
 
@@ -92,9 +94,30 @@ def desired(config: Config, prev: State | None, host: HostFacts | None = None) -
     if host is None:
         host, to_enable = host_facts(config, prev)
     batch = compile_config(config, host, user_rules_json(config, host)).to_json()
+    ports: list[Json] = []
+    rest: list[Json] = []
+    for op in batch["nftables"]:
+        name = op.get("add", {}).get("element", {}).get("name")
+        (ports if name in PORT_MAPS else rest).append(op)
+    return Desired(config, host, batch, _digest(rest), _digest(ports), to_enable)
+
+
+def _digest(ops: list[Json]) -> str:
     # The compiler's output order is deterministic: no need to sort 100,000 keys to hash it.
-    digest = hashlib.sha256(json.dumps(batch, separators=(",", ":")).encode()).hexdigest()
-    return Desired(config, host, batch, digest, to_enable)
+    return hashlib.sha256(json.dumps(ops, separators=(",", ":")).encode()).hexdigest()
+
+
+def holds(prev: State, want: Desired, declared: dict[str, Any], runtime: dict[str, Any]
+          ) -> bool:
+    """Whether the table nftnet's last change left is ``want`` (given no commit since): all
+    but the published ports as the last full change hashed them; the ports as it hashed them
+    too or, where runtime changes sent only their elements since, as the state records them,
+    since an unchanged effective config compiles to the same ports."""
+    if prev.batch_hash != want.batch_hash:
+        return False
+    if prev.ports_hash:
+        return prev.ports_hash == want.ports_hash
+    return prev.config == declared and prev.runtime == runtime
 
 
 def unchanged_since(state: State) -> bool:
@@ -164,7 +187,7 @@ class Applier:
             config = effective_config(declared_raw, runtime) if has_runtime else declared
             want = desired(config, prev)
             drift = prev is not None and not unchanged_since(prev)
-            if (prev is not None and not drift and prev.batch_hash == want.batch_hash
+            if (prev is not None and not drift and holds(prev, want, declared_raw, runtime)
                     and links_in_place(config)):
                 return Result(False, ["no changes: the kernel already matches the config"])
             old = effective_config(prev.config, prev.runtime) if prev else None
@@ -193,7 +216,7 @@ class Applier:
                                                   if s.name not in links})
             base.forwarding_enabled = {str(v): True for v in (4, 6)
                                        if getattr(want.host, f"guard_forward{v}")}
-            base.batch_hash = want.batch_hash
+            base.batch_hash, base.ports_hash = want.batch_hash, want.ports_hash
             base.ports, base.specific = port_index(want.config)
             base.user_chain = user_chain if want.config.user_rules is None else None
             self.state_dir.prepare(base)

@@ -74,7 +74,10 @@ class State:
     user_chain: list[Any] | None = None
     forwarding_enabled: dict[str, bool] = field(default_factory=dict)
     created_bridges: list[str] = field(default_factory=list)
+    # The last full change's batch: hash of all but the published ports' elements, and hash of
+    # those; "" once a runtime change (which sends only those elements) changed them since.
     batch_hash: str = ""
+    ports_hash: str = ""
     snapshot: str = ""  # id of the snapshot; journal lines of another snapshot do not apply
     generation: str | None = None  # kept in its own file
     # (index, key) of ``ports`` and ``specific`` changed by the change under way; not kept
@@ -93,7 +96,9 @@ def runtime_change(state: State, endpoint: str) -> dict[str, Any]:
 
 
 def replay(state: State, change: dict[str, Any]) -> None:
-    """Set what a journal record says; setting, never adding, so replaying twice is harmless."""
+    """Set what a journal record says; setting, never adding, so replaying twice is harmless.
+    The published ports then differ from those the last full change hashed."""
+    state.ports_hash = ""
     for section, value in change["runtime"].items():
         entries = state.runtime[section]
         if value is None:

@@ -17,10 +17,10 @@ from nftnet.state import (
 )
 
 
-def state(ports: list[str]) -> State:
+def state(ports: list[str], hashed: str = "ports") -> State:
     return State(config={"version": 1}, runtime={"networks": {}, "endpoints": {},
                                                   "publish": {"e0": ports}, "unpublish": {}},
-                 created_bridges=["nft-a"], batch_hash="table")
+                 created_bridges=["nft-a"], batch_hash="table", ports_hash=hashed)
 
 
 def begin_publish(d: StateDir, port: str) -> None:
@@ -51,6 +51,20 @@ def test_a_runtime_change_is_pending_until_committed(tmp_path: Path) -> None:
     assert d.pending() is None
     loaded = d.load()
     assert loaded is not None and loaded.runtime["publish"] == {"e0": ["1:1", "2:2"]}
+
+
+def test_runtime_changes_forget_the_ports_hash(tmp_path: Path) -> None:
+    """Replayed, a runtime change leaves the published ports unhashed: they differ from what
+    the last full change sent."""
+    d = StateDir(tmp_path)
+    d.save(state(["1:1"]))
+    loaded = d.load()
+    assert loaded is not None and loaded.ports_hash == "ports"
+    begin_publish(d, "2:2")
+    d.commit()
+    loaded = d.load()
+    assert loaded is not None
+    assert (loaded.batch_hash, loaded.ports_hash) == ("table", "")
 
 
 def test_a_full_change_is_pending_until_finished(tmp_path: Path) -> None:
@@ -99,5 +113,5 @@ def test_the_lock_removes_temp_files_of_killed_writes(tmp_path: Path) -> None:
         left = sorted(p.name for p in tmp_path.iterdir())
     assert not set(stale) & set(left)
     assert "notes.tmp" in left
-    assert json.loads((tmp_path / STATE_FILE).read_text())["batch_hash"] == "table"
+    assert json.loads((tmp_path / STATE_FILE).read_text())["ports_hash"] == "ports"
     assert not (tmp_path / JOURNAL_FILE).exists()
