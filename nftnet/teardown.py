@@ -67,7 +67,10 @@ def plan(state_dir: StateDir, nft: LibNft, keep_links: bool) -> Plan:
     links = bridges.observe()
     out.veths = sorted({ep["host_ifname"] for s in states for ep in s.runtime["endpoints"].values()
                         if ep["host_ifname"] in links})
-    out.bridges = sorted({b for s in states for b in s.created_bridges if b in links})
+    # a pending change records bridges before it makes them: a link of that name since made
+    # by someone else is no bridge of nftnet's
+    out.bridges = sorted({b for s in states for b in s.created_bridges
+                          if b in links and links[b].kind == "bridge"})
     if keep_links:
         out.kept, out.veths, out.bridges = out.bridges + out.veths, [], []
     enabled = {int(v) for s in states for v, on in s.forwarding_enabled.items() if on}
