@@ -7,13 +7,17 @@ sysctls are set next and undone if the kernel then refuses the batch.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 from typing import Any
 
+from nftnet import crash, names
 from nftnet.compile import HostFacts, compile_config
+from nftnet.compile.elements import PORT_MAPS
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
@@ -27,6 +31,7 @@ from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Json
 from nftnet.plan import describe_changes
+from nftnet.runtime import veth_changes, veth_spec
 from nftnet.state import State, StateDir, empty_runtime
 
 FORWARD_KEYS = {4: sysctl.IP_FORWARD, 6: sysctl.IP6_FORWARD}
@@ -39,7 +44,8 @@ class Desired:
     config: Config
     host: HostFacts
     batch: Json
-    batch_hash: str
+    batch_hash: str  # of all but the published ports' elements (State.batch_hash)
+    ports_hash: str  # of those
     forwarding_to_enable: list[int] = field(default_factory=list)
 
 
@@ -86,9 +92,30 @@ def desired(config: Config, prev: State | None, host: HostFacts | None = None) -
     if host is None:
         host, to_enable = host_facts(config, prev)
     batch = compile_config(config, host, user_rules_json(config, host)).to_json()
+    ports: list[Json] = []
+    rest: list[Json] = []
+    for op in batch["nftables"]:
+        name = op.get("add", {}).get("element", {}).get("name")
+        (ports if name in PORT_MAPS else rest).append(op)
+    return Desired(config, host, batch, _digest(rest), _digest(ports), to_enable)
+
+
+def _digest(ops: list[Json]) -> str:
     # The compiler's output order is deterministic: no need to sort 100,000 keys to hash it.
-    digest = hashlib.sha256(json.dumps(batch, separators=(",", ":")).encode()).hexdigest()
-    return Desired(config, host, batch, digest, to_enable)
+    return hashlib.sha256(json.dumps(ops, separators=(",", ":")).encode()).hexdigest()
+
+
+def holds(prev: State, want: Desired, declared: dict[str, Any], runtime: dict[str, Any]
+          ) -> bool:
+    """Whether the table nftnet's last change left is ``want`` (given no commit since): all
+    but the published ports as the last full change hashed them; the ports as it hashed them
+    too or, where runtime changes sent only their elements since, as the state records them,
+    since an unchanged effective config compiles to the same ports."""
+    if prev.batch_hash != want.batch_hash:
+        return False
+    if prev.ports_hash:
+        return prev.ports_hash == want.ports_hash
+    return prev.config == declared and prev.runtime == runtime
 
 
 def unchanged_since(state: State) -> bool:
@@ -165,7 +192,7 @@ class Applier:
             config = effective_config(declared_raw, runtime) if has_runtime else declared
             want = desired(config, prev)
             drift = prev is not None and not unchanged_since(prev)
-            if (prev is not None and not drift and prev.batch_hash == want.batch_hash
+            if (prev is not None and not drift and holds(prev, want, declared_raw, runtime)
                     and links_in_place(config, runtime, prev)):
                 return Result(False, ["no changes: the kernel already matches the config"])
             old = effective_config(prev.config, prev.runtime) if prev else None
@@ -175,30 +202,46 @@ class Applier:
             self.converge(want, prev, State(config=declared_raw, runtime=runtime))
             return Result(True, ["applied:", *lines])
 
-    def converge(self, want: Desired, prev: State | None, base: State) -> State:
-        """Make links (bridges, their addresses, runtime endpoints' veths back on them) and
-        the whole table match ``want``; save ``base`` completed as the state. Link changes
-        made here are undone if the kernel refuses the batch."""
-        user_chain, batch = self._user_chain(want, prev)
-        changes = self._links(want, bridge_specs(want.config, base.runtime, prev))
-        before = generation()
+    def converge(self, want: Desired, prev: State | None, base: State,
+                 drop: Collection[str] = ()) -> State:
+        """Make links and the whole table match ``want`` and ``base``, completed, the state.
+
+        ``base`` is recorded first as the pending change, with the bridges this change
+        creates; runtime endpoints' veths follow ``base`` (made where new, deleted where gone)
+        and ``drop`` names bridges nftnet made that ``base`` no longer needs. Links made here
+        are undone if the kernel refuses the batch; links deleted go only once the kernel holds
+        it. Killed at any step, the pending change is left for ``recover``.
+        """
+        changes: bridges.LinkChanges | None = None
         try:
+            user_chain, batch = self._user_chain(want, prev)
+            specs = bridge_specs(want.config, base.runtime, prev)
+            planned = bridges.planned(specs, bridges.observe())
+            kept = (set(base.created_bridges) | set(prev.created_bridges if prev else ())
+                    ) - set(drop)
+            base.created_bridges = sorted(kept | set(planned.created))
+            base.bridge_addresses = {b: a for b, a in added_addresses(prev, planned).items()
+                                     if b not in drop}
+            base.forwarding_enabled = {str(v): True for v in (4, 6)
+                                       if getattr(want.host, f"guard_forward{v}")}
+            base.batch_hash, base.ports_hash = want.batch_hash, want.ports_hash
+            index = PortIndex.of(want.config.published)
+            base.ports, base.specific = index.ports, index.specific
+            base.user_chain = user_chain if want.config.user_rules is None else None
+            self.state_dir.prepare(base)
+            changes = self._links(want, prev, base, specs)
+            before = generation()
+            crash.point("nft-before")
             self.nft.run(batch)
-        except NftnetError:
-            self._undo(want, changes)
+        except NftnetError:  # the kernel does not hold the change: forget it
+            self._undo(prev, base, want.forwarding_to_enable, changes)
+            self.state_dir.abort()
             raise
-        base.forwarding_enabled = {str(v): True for v in (4, 6)
-                                   if getattr(want.host, f"guard_forward{v}")}
-        base.created_bridges = sorted(set(prev.created_bridges if prev else [])
-                                      | set(changes.created))
-        base.bridge_addresses = added_addresses(prev, changes)
-        base.batch_hash = want.batch_hash
+        crash.point("nft-after")
+        # the kernel holds the change: from here on it is completed, now or by recover
+        self._remove_links(prev, base, want.config)
         base.generation = after_one_commit(before)
-        index = PortIndex.of(want.config.published)
-        base.ports, base.specific = index.ports, index.specific
-        base.user_chain = user_chain if want.config.user_rules is None else None
-        self.state_dir.save(base)
-        self.state_dir.abort()
+        self.state_dir.finish(base)
         return base
 
     def _user_chain(self, want: Desired, prev: State | None) -> tuple[list[Any], Json]:
@@ -215,31 +258,121 @@ class Applier:
         return saved, compile_config(want.config, want.host, saved).to_json()
 
     def recover(self) -> bool:
-        """Complete a change a killed nftnet left pending: the kernel and the state end up
-        holding it. Call with the lock held; True if there was one."""
+        """Complete a change a killed nftnet left pending: the kernel, the links and the state
+        end up holding it. If that is no longer possible (the kernel refuses it, a bridge's
+        name was taken meanwhile), roll it back instead, so that it blocks no later command,
+        and raise. Call with the lock held; True if there was one."""
         pending = self.state_dir.pending()
         if pending is None:
             return False
-        prev = self.state_dir.load()
-        config = effective_config(pending.config, pending.runtime)
-        self.converge(desired(config, prev), prev, pending)
+        prev, after = pending
+        try:
+            self.complete(prev, after)
+        except NftnetError as e:
+            self._roll_back(prev, after, e)
         return True
 
-    def _links(self, want: Desired, specs: list[bridges.BridgeSpec]) -> bridges.LinkChanges:
+    def complete(self, prev: State | None, after: State) -> State:
+        """Converge to ``after``, a pending change from ``prev`` (begun, maybe half done);
+        NftnetError, the change forgotten, if the kernel does not come to hold it."""
+        try:
+            want = desired(effective_config(after.config, after.runtime), after)
+        except NftnetError:
+            self.state_dir.abort()
+            raise
+        drop = set(prev.created_bridges if prev else ()) - set(after.created_bridges)
+        return self.converge(want, prev, after, drop)
+
+    def _roll_back(self, prev: State | None, after: State, error: NftnetError) -> None:
+        """Forget a change ``recover`` cannot complete: the links and forwarding it made go,
+        and the kernel is brought back to ``prev``; raises NftnetError saying so."""
+        message = f"an interrupted change could not be completed and was rolled back: {error}"
+        try:
+            self._undo(prev, after, [int(v) for v in after.forwarding_enabled
+                                     if prev is None or v not in prev.forwarding_enabled])
+        except NftnetError as e:  # reported, but the change must not block every command
+            message += f"\n(and some of its links could not be removed: {e})"
+        self.state_dir.abort()
+        if prev is None:
+            raise NftnetError(f"{message}\n(nothing was applied before it; {names.FAMILY} "
+                              f"{names.TABLE} is left as it got)")
+        try:
+            self.converge(desired(effective_config(prev.config, prev.runtime), prev), prev,
+                          copy.deepcopy(prev))
+        except NftnetError as e:
+            raise NftnetError(f"{message}\nand what nftnet applied before could not be put "
+                              f"back either: {e}") from None
+        raise NftnetError(message)
+
+    def _links(self, want: Desired, prev: State | None, base: State,
+               specs: list[bridges.BridgeSpec]) -> bridges.LinkChanges:
+        """Bridges (their addresses, runtime endpoints' veths back on them), sysctls, IP
+        forwarding and new runtime endpoints' veths; LinkError, with what this call changed of
+        the bridges taken back."""
         changes = bridges.ensure_bridges(specs)
+        crash.point("links")
         try:
             _set_interface_sysctls(want.config)
             for v in want.forwarding_to_enable:
                 sysctl.write(FORWARD_KEYS[v], "1")
+            crash.point("sysctls")
+            make, _ = veth_changes(prev.runtime["endpoints"] if prev else {},
+                                   base.runtime["endpoints"])
+            if make:
+                from nftnet.link import veth
+
+                for name in make:
+                    veth.attach(veth_spec(name, base.runtime["endpoints"][name], want.config))
+                crash.point("veth-made")
         except NftnetError:
-            self._undo(want, changes)
+            bridges.undo(changes)
             raise
         return changes
 
-    def _undo(self, want: Desired, changes: bridges.LinkChanges) -> None:
-        for v in want.forwarding_to_enable:
+    def _remove_links(self, prev: State | None, base: State, config: Config) -> None:
+        """The veths of runtime endpoints ``base`` no longer has, and the bridges nftnet made
+        that it no longer records (never one the config still uses)."""
+        _, gone = veth_changes(prev.runtime["endpoints"] if prev else {},
+                               base.runtime["endpoints"])
+        used = {net.bridge for net in config.networks.values()}
+        dropped = [b for b in prev.created_bridges if b not in base.created_bridges
+                   and b not in used] if prev else []
+        if gone or dropped:
+            from nftnet.link import veth
+
+            for host_ifname in gone:
+                veth.detach(host_ifname)
+            _delete_bridges(dropped)
+            crash.point("links-removed")
+
+    def _undo(self, prev: State | None, base: State, forwarding: list[int],
+              changes: bridges.LinkChanges | None = None) -> None:
+        """Remove what ``_links`` made for the change from ``prev`` to ``base``: new runtime
+        endpoints' veths, IP forwarding of ``forwarding``'s families, and ``changes`` to the
+        bridges (where unknown, as for a change a killed command left: the bridges ``base``
+        records and ``prev`` does not)."""
+        for v in forwarding:
             sysctl.write(FORWARD_KEYS[v], "0")
-        bridges.undo(changes)
+        make, _ = veth_changes(prev.runtime["endpoints"] if prev else {},
+                               base.runtime["endpoints"])
+        if make:
+            from nftnet.link import veth
+
+            for name in make:
+                veth.detach(base.runtime["endpoints"][name]["host_ifname"])
+        if changes is not None:
+            bridges.undo(changes)
+        else:
+            _delete_bridges(sorted(set(base.created_bridges)
+                                   - set(prev.created_bridges if prev else ())))
+
+
+def _delete_bridges(candidates: list[str]) -> None:
+    """Delete those of ``candidates`` that are bridges: a name recorded before nftnet created the
+    bridge may since be another link of someone else's, which stays."""
+    if candidates:
+        links = bridges.observe()
+        bridges.delete_links(n for n in candidates if n in links and links[n].kind == "bridge")
 
 
 def interface_sysctls(config: Config) -> dict[str, str]:

@@ -73,10 +73,11 @@ def check(state_dir: StateDir, nft: LibNft | None = None) -> Report | None:
     nft = nft or LibNft()
     with state_dir.locked():
         state = state_dir.load()
-        if state is None:
+        pending = state_dir.pending() is not None
+        if state is None and not pending:
             return None
-        report = inspect(state, nft)
-        if state_dir.pending() is not None:
+        report = inspect(state, nft) if state is not None else Report()
+        if pending:
             report.drift.insert(0, Finding("state", "a change was interrupted; restore "
                                                     "completes it"))
     report.foreign = coexist.foreign_drops(nft)

@@ -2,8 +2,9 @@
 
 Each change touches only map elements and that endpoint's links, in one transaction, whatever
 else is applied. The state is read raw and indexed (``State.ports``) so that a change costs
-the same with 10 or 20,000 ports. Journal: the next state is written first, the kernel
-changed, then the state committed; a crash in between is completed by the next command.
+the same with 10 or 20,000 ports. Journal: the change is written first (the veth it makes
+named in it), then the veth made, the kernel changed, a veth it deletes deleted, then the
+change committed; a crash in between is completed by the next command.
 
 Publishing and unpublishing are the commands scripts run most: their path imports neither
 marshmallow (stored entries were validated when recorded) nor pyroute2 nor the full applier,
@@ -15,10 +16,12 @@ from __future__ import annotations
 import copy
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_interface
 from typing import TYPE_CHECKING, Any
 
+from nftnet import crash
 from nftnet.compile.elements import port_elements
 from nftnet.config.checks import host_problem
 from nftnet.config.document import Path_, format_path
@@ -48,6 +51,17 @@ if TYPE_CHECKING:
 Label = Callable[[Path_], str]  # a field's path as the command's user names it
 
 
+@dataclass
+class Step:
+    """What one runtime change does: its transaction and lines, and the veth it makes
+    (attach) or the host end of the veth it deletes (detach)."""
+
+    tx: Transaction
+    lines: list[str]
+    make: VethSpec | None = None
+    remove: str | None = None
+
+
 class Runtime:
     def __init__(self, state_dir: StateDir, applier: Applier | None = None) -> None:
         self.state_dir = state_dir
@@ -68,7 +82,7 @@ class Runtime:
         return self._applier
 
     def recover(self) -> None:
-        """Complete a change a killed nftnet left pending (a file check when there is none)."""
+        """Complete a change a killed nftnet left pending (file checks when there is none)."""
         if self.state_dir.pending() is not None:
             self.applier.recover()
 
@@ -99,7 +113,7 @@ class Runtime:
 
     def publish(self, name: str, texts: list[str]) -> list[str]:
         """Publish ports of endpoint ``name``; ConfigError names a clash and its holder."""
-        def change(state: State) -> tuple[Transaction, list[str]]:
+        def change(state: State) -> Step:
             ep, binding = self.endpoint(state, name)
             maps = _claim(state, ep, binding, [_spec(t, i) for i, t in enumerate(texts)])
             raw, is_runtime = self.entry(state, "endpoints", name)
@@ -108,11 +122,11 @@ class Runtime:
             for text in texts:
                 _discard(state.runtime["unpublish"].get(name, []), text)
                 target.append(text)
-            return _elements_tx(maps, "add"), [f"+ port {m}" for m in _show(maps)]
+            return Step(_elements_tx(maps, "add"), [f"+ port {m}" for m in _show(maps)])
         return self._change(name, change)
 
     def unpublish(self, name: str, texts: list[str]) -> list[str]:
-        def change(state: State) -> tuple[Transaction, list[str]]:
+        def change(state: State) -> Step:
             ep, binding = self.endpoint(state, name)
             raw, is_runtime = self.entry(state, "endpoints", name)
             maps: list[PortMapping] = []
@@ -126,7 +140,7 @@ class Runtime:
                     state.runtime["publish"].get(name, [])
                 if not _discard(runtime_list, held.text):
                     state.runtime["unpublish"].setdefault(name, []).append(held.text)
-            return _elements_tx(maps, "delete"), [f"- port {m}" for m in _show(maps)]
+            return Step(_elements_tx(maps, "delete"), [f"- port {m}" for m in _show(maps)])
         return self._change(name, change)
 
     # -- endpoints -------------------------------------------------------------------------
@@ -137,16 +151,14 @@ class Runtime:
 
         from nftnet.config.load import load_entry
         from nftnet.config.schema import check_ifname
-        from nftnet.link import veth
 
         label = _option_label("endpoints", name, {"publish": publish})
         try:
             check_ifname(ifname)
         except ValidationError as e:
             raise ConfigError([f"{label(('ifname',))}: {e.messages[0]}"]) from None
-        made: list[VethSpec] = []
 
-        def change(state: State) -> tuple[Transaction, list[str]]:
+        def change(state: State) -> Step:
             if name in state.runtime["endpoints"] or name in (state.config.get("endpoints")
                                                               or {}):
                 raise ConfigError([f"endpoint {name!r} exists already"])
@@ -159,26 +171,17 @@ class Runtime:
             assert isinstance(ep, Endpoint)
             maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish),
                           lambda i: label(("endpoints", name, "publish", i)))
-            spec = _veth_spec(name, net, ep, netns, ifname)
-            state.runtime["endpoints"][name] = {**raw, "netns": netns, "ifname": ifname,
-                                                "host_ifname": spec.host_ifname}
-            veth.attach(spec)
-            made.append(spec)
+            entry = {**raw, "netns": netns, "ifname": ifname, "host_ifname": host_ifname(name)}
+            state.runtime["endpoints"][name] = entry
+            spec = _veth_spec(name, net, ep, entry)
             lines = [f"+ endpoint {name} on {network}: "
                      + " ".join(str(a) for a in spec.addresses)]
-            return _elements_tx(maps, "add"), lines + [f"+ port {m}" for m in _show(maps)]
-
-        try:
-            return self._change(name, change)
-        except NftnetError:
-            for spec in made:
-                veth.detach(spec.host_ifname)
-            raise
+            return Step(_elements_tx(maps, "add"), lines + [f"+ port {m}" for m in _show(maps)],
+                        make=spec)
+        return self._change(name, change)
 
     def detach(self, name: str) -> list[str]:
-        from nftnet.link import veth
-
-        def change(state: State) -> tuple[Transaction, list[str]]:
+        def change(state: State) -> Step:
             raw, is_runtime = self.entry(state, "endpoints", name)
             if not is_runtime:
                 raise ConfigError([f"endpoint {name} is declared in the config file; remove it "
@@ -187,8 +190,8 @@ class Runtime:
             maps = _release(state, [m for spec in ep.publish for m in expand(spec, ep, binding)])
             del state.runtime["endpoints"][name]
             state.runtime["publish"].pop(name, None)
-            veth.detach(raw["host_ifname"])
-            return _elements_tx(maps, "delete"), [f"- endpoint {name}"]
+            return Step(_elements_tx(maps, "delete"), [f"- endpoint {name}"],
+                        remove=raw["host_ifname"])
         return self._change(name, change)
 
     # -- networks (rare: a full apply, so bridges, sysctls and sets all follow) -----------
@@ -220,7 +223,7 @@ class Runtime:
             return [f"+ network {name}"]
 
     def remove_network(self, name: str, force: bool) -> list[str]:
-        from nftnet.link import bridges, veth
+        from nftnet.link import bridges
 
         with self.state_dir.locked():
             self.recover()
@@ -238,36 +241,34 @@ class Runtime:
                 raise NftnetError(f"network {name} still has endpoints: {', '.join(users)} "
                                   "(detach them, or --force to detach runtime ones)")
             lines = []
-            for user in users:
-                veth.detach(state.runtime["endpoints"].pop(user)["host_ifname"])
+            for user in users:  # their veths go with the change (Applier.converge)
+                del state.runtime["endpoints"][user]
                 state.runtime["publish"].pop(user, None)
                 lines.append(f"- endpoint {user}")
             bridge = self.entry(state, "networks", name)[0].get("bridge") or f"nft-{name}"
             del state.runtime["networks"][name]
-            self._converge(state, prev)
+            self._converge(state, prev, drop=[bridge])
             lines.append(f"- network {name}")
-            if bridge in state.created_bridges:
-                if bridges.delete_links([bridge]):
-                    lines.append(f"kept bridge {bridge}: it lacks nftnet's mark (ifalias "
-                                 f"{bridges.MARK!r}), so nftnet did not make it")
-                state.created_bridges.remove(bridge)
-                state.bridge_addresses.pop(bridge, None)
-                self.state_dir.save(state)
+            seen = bridges.observe().get(bridge)
+            if bridge in prev.created_bridges and seen is not None and not seen.marked:
+                lines.append(f"kept bridge {bridge}: it lacks nftnet's mark (ifalias "
+                             f"{bridges.MARK!r}), so nftnet did not make it")
             return lines
 
-    def _converge(self, state: State, prev: State | None, config: Config | None = None) -> None:
+    def _converge(self, state: State, prev: State | None, config: Config | None = None,
+                  drop: list[str] | None = None) -> None:
         """Make the kernel hold ``state``; ``config`` is its effective config where the caller
-        has it already (a parse at 50,000 ports costs a second)."""
+        has it already (a parse at 50,000 ports costs a second); ``drop`` names bridges nftnet
+        made that ``state`` no longer needs."""
         from nftnet.apply import desired, effective_config
 
         if config is None:
             config = effective_config(state.config, state.runtime)
-        self.applier.converge(desired(config, prev), prev, state)
+        self.applier.converge(desired(config, prev), prev, state, drop or ())
 
     # -- the journal -----------------------------------------------------------------------
 
-    def _change(self, endpoint: str, change: Callable[[State], tuple[Transaction, list[str]]]
-                ) -> list[str]:
+    def _change(self, endpoint: str, change: Callable[[State], Step]) -> list[str]:
         """Apply one small change to ``endpoint`` under the lock, through the journal; heal
         first if needed."""
         with self.state_dir.locked():
@@ -275,19 +276,43 @@ class Runtime:
             state = self.state()
             before = generation()
             fresh = state.generation is not None and before == state.generation
-            tx, lines = change(state)
+            step = change(state)
             self.state_dir.begin(runtime_change(state, endpoint))
+            if not fresh:  # the kernel changed behind nftnet's back: rewrite the whole table
+                pending = self.state_dir.pending()
+                assert pending is not None
+                self.applier.complete(*pending)  # links too
+                return step.lines
             try:
-                if fresh:
-                    self.nft.run(tx.to_json())
-                    self.state_dir.commit()
-                    self.state_dir.save_generation(after_one_commit(before))
-                else:  # the kernel changed behind nftnet's back: rewrite the whole table
-                    self.applier.recover()
+                self._links_and_kernel(step)
             except NftnetError:
                 self.state_dir.abort()
                 raise
-            return lines
+            if step.remove is not None:  # the kernel holds the change: now or by recover
+                from nftnet.link import veth
+
+                veth.detach(step.remove)
+                crash.point("links-removed")
+            self.state_dir.commit()
+            self.state_dir.save_generation(after_one_commit(before))
+            return step.lines
+
+    def _links_and_kernel(self, step: Step) -> None:
+        """The veth ``step`` makes, then its transaction; the veth goes again if the kernel
+        refuses it."""
+        if step.make is not None:
+            from nftnet.link import veth
+
+            veth.attach(step.make)
+            crash.point("veth-made")
+        try:
+            crash.point("nft-before")
+            self.nft.run(step.tx.to_json())
+            crash.point("nft-after")
+        except NftnetError:
+            if step.make is not None:
+                veth.detach(step.make.host_ifname)
+            raise
 
 
 def _spec(text: str, index: int) -> PublishSpec:
@@ -432,14 +457,35 @@ _OPTIONS = {"subnets": "--subnet", "subnet": "--subnet", "bridge": "--bridge",
             "ifname": "--ifname"}
 
 
-def _veth_spec(name: str, net: Network, ep: Endpoint, netns: str, ifname: str) -> VethSpec:
+def host_ifname(endpoint: str) -> str:
+    """The host end of a runtime endpoint's veth: a name of its own, recorded at attach."""
     import hashlib  # only here: its OpenSSL load costs a `port publish` 2 ms
 
+    return "nv" + hashlib.sha256(endpoint.encode()).hexdigest()[:11]
+
+
+def veth_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Runtime endpoints (name -> entry) before and after a change: the endpoints whose veth
+    it makes, and the host ends of the veths it deletes."""
+    make = [n for n, e in after.items() if before.get(n, {}).get("host_ifname")
+            != e["host_ifname"]]
+    gone = [e["host_ifname"] for n, e in before.items() if after.get(n, {}).get("host_ifname")
+            != e["host_ifname"]]
+    return make, gone
+
+
+def veth_spec(name: str, entry: dict[str, Any], config: Config) -> VethSpec:
+    """The veth of runtime endpoint ``name`` (its state ``entry``) in an effective config."""
+    ep = config.endpoints[name]
+    return _veth_spec(name, config.networks[ep.network], ep, entry)
+
+
+def _veth_spec(name: str, net: Network, ep: Endpoint, entry: dict[str, Any]) -> VethSpec:
     from nftnet.link.veth import VethSpec
 
     addrs = tuple(ip_interface(f"{a}/{s.prefixlen}") for a, s in ((ep.ipv4, net.subnet4),
                   (ep.ipv6, net.subnet6)) if a is not None and s is not None)
     gateways = tuple(str(g) for g, a in ((net.gateway4, ep.ipv4), (net.gateway6, ep.ipv6))
                      if g is not None and a is not None)
-    host = "nv" + hashlib.sha256(name.encode()).hexdigest()[:11]
-    return VethSpec(net.bridge, host, netns, ifname, net.mtu, addrs, gateways)
+    return VethSpec(net.bridge, entry["host_ifname"], entry["netns"], entry["ifname"], net.mtu,
+                    addrs, gateways)

@@ -14,6 +14,11 @@ Layout of ``--state-dir`` (default /var/lib/nftnet):
   change.pending.json
               a runtime change written before it reaches the kernel and appended to the
               journal after: a crash in between is completed by the next command
+  state.next.json
+              a full change (apply, network create and rm, restore, completing a change):
+              the whole next state, written before any link or the kernel changes, with the
+              bridges the change will create; renamed over state.json once the kernel holds
+              it. A crash in between is completed by the next command
   generation  the kernel ruleset generation right after nftnet's last change, when it proves
               that change was the only one (nft/generation.py; a small file of its own, so
               that recording it never rewrites the state)
@@ -27,7 +32,8 @@ naming the fix) unless it, and every parent nftnet makes for it, is owned by nft
 and writable by nobody else, and it is not a symbolic link. Directories are made 0700 and files
 0600, whatever the umask. Every file is opened relative to one descriptor of the checked
 directory, never through a symbolic link, and refused unless it is a regular file of one link
-that only nftnet's user can change.
+that only nftnet's user can change. A temp file left by a
+killed command is removed by the next one to take the lock.
 """
 
 from __future__ import annotations
@@ -44,12 +50,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nftnet import crash
 from nftnet.errors import StateError, UnsafeStateError
 
 DEFAULT_DIR = "/var/lib/nftnet"
 STATE_FILE = "state.json"
 JOURNAL_FILE = "changes.jsonl"
 PENDING_FILE = "change.pending.json"
+NEXT_FILE = "state.next.json"
 OLD_PENDING_FILE = "state.pending.json"  # before the journal: removed with the rest
 GENERATION_FILE = "generation"
 COMPACT_AFTER = 1 << 18  # bytes of journal after which a commit writes a new snapshot
@@ -60,6 +68,9 @@ ERROR_LOG = "error.log"
 DIR_MODE, FILE_MODE = 0o700, 0o600  # whatever the umask
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO never hangs
+WRITTEN = (STATE_FILE, NEXT_FILE, PENDING_FILE, GENERATION_FILE)  # by ``_write``, via temp files
+# every file nftnet keeps in the directory (teardown removes them, and their temp files)
+FILES = (*WRITTEN, JOURNAL_FILE, OLD_PENDING_FILE, ERROR_LOG, LOCK_FILE)
 
 
 def empty_runtime() -> dict[str, Any]:
@@ -79,7 +90,10 @@ class State:
     # bridge -> the addresses ("ip/prefix") nftnet added to it: on an adopted bridge, the only
     # ones it may take away again
     bridge_addresses: dict[str, list[str]] = field(default_factory=dict)
+    # The last full change's batch: hash of all but the published ports' elements, and hash of
+    # those; "" once a runtime change (which sends only those elements) changed them since.
     batch_hash: str = ""
+    ports_hash: str = ""
     snapshot: str = ""  # id of the snapshot; journal lines of another snapshot do not apply
     generation: str | None = None  # kept in its own file
     # (index, key) of ``ports`` and ``specific`` changed by the change under way; not kept
@@ -98,7 +112,9 @@ def runtime_change(state: State, endpoint: str) -> dict[str, Any]:
 
 
 def replay(state: State, change: dict[str, Any]) -> None:
-    """Set what a journal record says; setting, never adding, so replaying twice is harmless."""
+    """Set what a journal record says; setting, never adding, so replaying twice is harmless.
+    The published ports then differ from those the last full change hashed."""
+    state.ports_hash = ""
     for section, value in change["runtime"].items():
         entries = state.runtime[section]
         if value is None:
@@ -139,11 +155,17 @@ class StateDir:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._fd = fd
+            self._remove_temp_files()
             yield
         finally:
             self._fd = None
             os.close(lock)
             os.close(fd)
+
+    def _remove_temp_files(self) -> None:
+        """Temp files of writes a killed command left: with the lock held, nobody writes."""
+        for name in WRITTEN:
+            self._unlink(_tmp(name))
 
     def load(self) -> State | None:
         """The snapshot with the journal's changes replayed."""
@@ -179,17 +201,23 @@ class StateDir:
         else:
             self._write(GENERATION_FILE, generation)
 
-    def pending(self) -> State | None:
-        """The state with a runtime change that was begun but not committed (the process
-        died in between) replayed; None when there is none."""
+    def pending(self) -> tuple[State | None, State] | None:
+        """A change that was begun but not completed (the process died in between): the state
+        before it and the state it leads to; None when there is none. A full change
+        (``prepare``) comes first: a runtime change under way when it began is folded in."""
+        after = self._read(NEXT_FILE)
+        if after is not None:
+            return self.load(), after
         change = self._json(PENDING_FILE)
         if change is None:
             return None
-        state = self.load()
-        if state is None or change.get("snapshot") != state.snapshot:
+        before = self.load()
+        if before is None or change.get("snapshot") != before.snapshot:
             return None  # begun on a snapshot since replaced: the full write superseded it
-        replay(state, change)
-        return state
+        after = self.load()
+        assert after is not None
+        replay(after, change)
+        return before, after
 
     def _json(self, name: str) -> Any:
         """A file's JSON; None when there is no such file."""
@@ -217,6 +245,22 @@ class StateDir:
             self._unlink(name)
         self.save_generation(state.generation)
 
+    def prepare(self, state: State) -> None:
+        """Record a full change before any of it happens: ``state``, the whole next state
+        (with every bridge the change creates); ``finish`` makes it the snapshot."""
+        state.snapshot = uuid.uuid4().hex
+        self._write(NEXT_FILE, _dumps(state))
+
+    def finish(self, state: State) -> None:
+        """The kernel holds the prepared ``state``: it becomes the snapshot (a rename, so
+        that the whole state is written once), and the journal and a pending runtime change,
+        folded into it, go."""
+        self._rename(NEXT_FILE, STATE_FILE)
+        crash.point("renamed")
+        for name in (JOURNAL_FILE, PENDING_FILE):
+            self._unlink(name)
+        self.save_generation(state.generation)
+
     def begin(self, change: dict[str, Any]) -> None:
         """Record a runtime change (``runtime_change``) before the kernel is changed; the
         generation is forgotten until the change is committed."""
@@ -230,21 +274,23 @@ class StateDir:
             raise StateError(f"cannot commit to {self.path / JOURNAL_FILE}: "
                              f"{self.path / PENDING_FILE} is gone")
         size = self._append(JOURNAL_FILE, line + "\n")
+        crash.point("journal-appended")
         self._unlink(PENDING_FILE)
         self._sync_dir()
+        crash.point("pending-removed")
         state = self.load() if size > COMPACT_AFTER else None
         if state is not None:  # fold the journal into a new snapshot now and then
             self.save(state)
 
     def abort(self) -> None:
-        """The kernel refused the change: forget it."""
-        self._unlink(PENDING_FILE)
+        """The kernel refused the change (runtime or full): forget it."""
+        for name in (NEXT_FILE, PENDING_FILE):
+            self._unlink(name)
 
     def remove(self) -> bool:
         """Delete every file nftnet keeps here (teardown), then the directory; False when it
         holds files of someone else's and stays. Call with the lock held: its file goes too."""
-        for name in (STATE_FILE, JOURNAL_FILE, PENDING_FILE, OLD_PENDING_FILE, GENERATION_FILE,
-                     ERROR_LOG, LOCK_FILE):
+        for name in FILES:
             self._unlink(name)
             self._unlink(_tmp(name))
         try:
@@ -292,10 +338,23 @@ class StateDir:
                     f.write(text)
                     f.flush()
                     os.fsync(f.fileno())
+                crash.point(f"temp:{name}")
                 os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                 os.fsync(dir_fd)
             except OSError as e:
                 raise StateError(f"cannot write {self.path / name}: {e.strerror}") from None
+        crash.point(f"wrote:{name}")
+
+    def _rename(self, name: str, target: str) -> None:
+        """Rename a file ``_write`` wrote over ``target``, in the checked directory."""
+        with self._dir() as dir_fd:
+            try:
+                if dir_fd is None:
+                    raise FileNotFoundError(errno.ENOENT, "no state directory")
+                os.replace(name, target, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                os.fsync(dir_fd)
+            except OSError as e:
+                raise StateError(f"cannot rename {self.path / name}: {e.strerror}") from None
 
     def _append(self, name: str, text: str) -> int:
         """Append to a file and fsync it; its size after."""

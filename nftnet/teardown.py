@@ -61,23 +61,28 @@ class Plan:
 
 
 def plan(state_dir: StateDir, nft: LibNft, keep_links: bool) -> Plan:
-    """What teardown would remove, as the state and the kernel say now. Call with the lock."""
-    state = state_dir.load()
+    """What teardown would remove, as the state and the kernel say now, with the links and
+    forwarding of a change a killed command left pending. Call with the lock."""
+    pending = state_dir.pending()
+    states = [s for s in pending or (state_dir.load(),) if s is not None]
     rules = nft.chain_rules_text(names.USER_CHAIN)
-    out = Plan(table=nft.list(TABLE_SPEC) is not None, state=state is not None,
+    out = Plan(table=nft.list(TABLE_SPEC) is not None, state=bool(states),
                user_rules=[text for _, text in rules or []])
-    if state is None:
+    if not states:
         return out
     links = bridges.observe()
-    out.veths = [ep["host_ifname"] for ep in state.runtime["endpoints"].values()
-                 if ep["host_ifname"] in links]
-    listed = [b for b in state.created_bridges if b in links]
+    out.veths = sorted({ep["host_ifname"] for s in states for ep in s.runtime["endpoints"].values()
+                        if ep["host_ifname"] in links})
+    # a pending change records bridges before it makes them: a link of that name since made
+    # by someone else is no bridge of nftnet's; a listed bridge without nftnet's mark stays
+    listed = sorted({b for s in states for b in s.created_bridges
+                     if b in links and links[b].kind == "bridge"})
     out.bridges = [b for b in listed if links[b].marked]
     out.unmarked = [b for b in listed if not links[b].marked]
     if keep_links:
         out.kept, out.veths, out.bridges = out.bridges + out.veths, [], []
-    out.forwarding = [int(v) for v, on in sorted(state.forwarding_enabled.items())
-                      if on and sysctl.read(FORWARD_KEYS[int(v)]) == "1"]
+    enabled = {int(v) for s in states for v, on in s.forwarding_enabled.items() if on}
+    out.forwarding = [v for v in sorted(enabled) if sysctl.read(FORWARD_KEYS[v]) == "1"]
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,15 @@ import yaml
 
 
 def nftnet(lab_or_ns: object, *args: str, state_dir: Path, check: bool = True,
-           stdin: IO[Any] | None = None) -> subprocess.CompletedProcess[str]:
-    """``nftnet --state-dir … ARGS`` in a namespace (a Lab means its host namespace)."""
+           stdin: IO[Any] | None = None, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """``nftnet --state-dir … ARGS`` in a namespace (a Lab means its host namespace), with
+    ``env`` added to the environment."""
     ns = getattr(lab_or_ns, "host", lab_or_ns)
     argv = ["ip", "netns", "exec", str(ns), sys.executable, "-m", "nftnet",
             "--state-dir", str(state_dir), *args]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
-                          stdin=stdin)
+                          stdin=stdin, env={**os.environ, **env} if env else None)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout}"
                              f"{proc.stderr}")

@@ -11,6 +11,9 @@ from nftnet.compile import expr as E
 from nftnet.config.model import Config, Network, PortMapping
 
 Elements = dict[str, list[Any]]
+# The maps ``port_elements`` fills: all that runtime changes of endpoints and ports send.
+PORT_MAPS = frozenset(m.format(v=v) for m in (N.PUB_ADDR, N.PUB_PORT, N.PUBANY_ADDR,
+                                              N.PUBANY_PORT) for v in (4, 6))
 
 
 def owned_mappings(config: Config) -> list[tuple[str, PortMapping]]:

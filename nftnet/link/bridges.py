@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import TYPE_CHECKING, Any
 
-from nftnet import netlink
+from nftnet import crash, netlink
 from nftnet.errors import LinkError
 
 if TYPE_CHECKING:
@@ -425,6 +425,25 @@ def settled(specs: Iterable[BridgeSpec], links: dict[str, LinkState] | None = No
     return all(s.name in links for s in specs) and not _unsettled(specs, links)
 
 
+def planned(specs: Iterable[BridgeSpec], links: dict[str, LinkState]) -> LinkChanges:
+    """What ``ensure_bridges(specs)`` will change, as ``links`` stand: the bridges it will
+    create and the addresses it will add and take away, so that a change records them before
+    it makes them (a killed command's links are then known)."""
+    out = LinkChanges()
+    specs = list(specs)
+    for spec in specs:
+        if spec.name not in links:
+            out.created.append(spec.name)
+            if spec.addresses:
+                out.added[spec.name] = [str(a) for a in spec.addresses]
+    for fix in _unsettled(specs, links):
+        if fix.missing:
+            out.added[fix.spec.name] = [str(a) for a in fix.missing]
+        if fix.stale:
+            out.removed[fix.spec.name] = list(fix.stale)
+    return out
+
+
 def _settle(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[_Request]:
     """The requests that take away stale addresses, then add the missing ones (an address
     may come back with another prefix), bring the links up and put the veths back."""
@@ -484,6 +503,7 @@ def ensure_bridges(specs: Iterable[BridgeSpec]) -> LinkChanges:
                 changes.created = [s.name for s, err in zip(new, results, strict=True)
                                    if err is None]
                 unsure = []
+                crash.point("bridges-created")
                 if problems := _failures(requests, results):
                     raise LinkError("; ".join(problems))
                 links = observe()

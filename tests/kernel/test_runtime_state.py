@@ -96,17 +96,56 @@ def test_wildcard_clashes_with_every_remaining_address_binding(netns: Netns,
 
 def test_journal_replays_into_the_next_snapshot(netns: Netns, tmp_path: Path) -> None:
     """Runtime changes append to the journal; a full apply folds them into a new snapshot
-    and they survive it, as the README's runtime rules say."""
+    and they survive it, as the README's runtime rules say. (The file changes: an identical
+    one changes nothing, see test_identical_apply_after_runtime_changes_changes_nothing.)"""
     state = tmp_path / "state"
-    path = write_config(tmp_path, CONFIG)
-    nftnet(netns, "apply", "-f", str(path), state_dir=state)
+    nftnet(netns, "apply", "-f", str(write_config(tmp_path, CONFIG)), state_dir=state)
     for port in (20001, 20002):
         nftnet(netns, "port", "publish", "e0", f"{port}:80", state_dir=state)
     assert len((state / "changes.jsonl").read_text().splitlines()) == 2
     snapshot = json.loads((state / "state.json").read_text())
     assert "20001:80" not in json.dumps(snapshot["runtime"])
-    nftnet(netns, "apply", "-f", str(path), state_dir=state)
+    changed = {**CONFIG, "endpoints": {"e0": {**CONFIG["endpoints"]["e0"], "publish": ["81:81"]}}}
+    nftnet(netns, "apply", "-f", str(write_config(tmp_path, changed)), state_dir=state)
     assert not (state / "changes.jsonl").exists()
     assert json.loads((state / "state.json").read_text())["runtime"]["publish"] == {
         "e0": ["20001:80", "20002:80"]}
     assert {20001, 20002} <= kernel_ports(netns)["4"]
+
+
+def table_with_handles(ns: Netns) -> list[dict]:
+    return json.loads(ns.run("nft", "-a", "-j", "list", "table", "inet", "nftnet"))["nftables"]
+
+
+def test_identical_apply_after_runtime_changes_changes_nothing(netns: Netns,
+                                                              tmp_path: Path) -> None:
+    """nftnet's own runtime changes are no reason to rewrite the table: an identical apply
+    after each says "no changes" and leaves every handle as it was; after unpublishing a
+    declared port, it puts the port back, once."""
+    state = tmp_path / "state"
+    config = {**CONFIG, "endpoints": {"e0": {**CONFIG["endpoints"]["e0"],
+                                             "publish": ["8080:80"]}}}
+    path = str(write_config(tmp_path, config))
+    nftnet(netns, "apply", "-f", path, state_dir=state)
+    container = Netns()
+    subprocess.run(["ip", "netns", "add", container.name], check=True)
+    try:
+        for change in (["port", "publish", "e0", "9000:80"],
+                       ["endpoint", "attach", "app", "--network", "front", "--netns",
+                        container.name, "-p", "9001:80"],
+                       ["port", "publish", "app", "9002:80"],
+                       ["port", "unpublish", "e0", "9000:80"],
+                       ["endpoint", "detach", "app"]):
+            nftnet(netns, *change, state_dir=state)
+            before = table_with_handles(netns)
+            out = nftnet(netns, "apply", "-f", path, state_dir=state).stdout
+            assert out.startswith("no changes"), (change, out)
+            assert table_with_handles(netns) == before, change
+    finally:
+        subprocess.run(["ip", "netns", "del", container.name], check=False)
+    nftnet(netns, "port", "unpublish", "e0", "8080:80", state_dir=state)
+    assert 8080 not in kernel_ports(netns)["4"]
+    out = nftnet(netns, "apply", "-f", path, state_dir=state).stdout
+    assert out.startswith("applied:") and "+ port 0.0.0.0:8080/tcp" in out
+    assert 8080 in kernel_ports(netns)["4"]
+    assert nftnet(netns, "apply", "-f", path, state_dir=state).stdout.startswith("no changes")
