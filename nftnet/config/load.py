@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from marshmallow import Schema, ValidationError
 
 from nftnet import names
 from nftnet.config.checks import check_config
-from nftnet.config.model import Config, Endpoint, Network
+from nftnet.config.model import Config, Endpoint, Network, Origin
 from nftnet.config.rule_languages import Entry, entry_to_nft
 from nftnet.config.schema import NAME, EndpointSchema, NetworkSchema, TopSchema, check_ifname
 from nftnet.errors import ConfigError
@@ -116,12 +117,24 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         except pyyaml.YAMLError as e:
             raise ConfigError([f"{source}: not valid YAML or JSON: {e}"]) from None
     try:
-        return _validate(data, source)
+        return replace(_validate(data, source), origin=Origin(source, text))
     except ConfigError:
         pass
     # Line numbers need the node tree: build it only to report errors.
     pyyaml, loader = _yaml()
     return _validate(data, source, pyyaml.compose(text, Loader=loader))
+
+
+def located(origin: Origin | None, problems: list[tuple[Path_, str]]) -> list[str]:
+    """Problems found after loading, at their file line as ``parse_config`` gives its own."""
+    root = None
+    if origin is not None:
+        pyyaml, loader = _yaml()
+        root = pyyaml.compose(origin.text, Loader=loader)
+    col = _Collector(origin.source if origin else "<config>", root)
+    for path, message in problems:
+        col.add(path, message)
+    return col.problems
 
 
 def _json_or_none(text: str) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 import nftables
 
@@ -33,11 +32,13 @@ class LibNft:
         if rc != 0:
             raise TransactionError(f"the kernel refused the batch; nothing was changed:\n{err}")
 
-    def run_text(self, commands: str) -> None:
-        """Apply nft text commands (used for user rules, which people write in nft syntax)."""
-        rc, _, err = self._nft.cmd(commands)
+    def run_text(self, commands: str) -> str:
+        """Apply nft text commands (used for user rules, which people write in nft syntax);
+        what they print (a list command does) is returned."""
+        rc, out, err = self._nft.cmd(commands)
         if rc != 0:
             raise TransactionError(err.strip())
+        return str(out)
 
     def list(self, what: str = f"table {names.FAMILY} {names.TABLE}") -> list[Json] | None:
         """The kernel's JSON listing of ``what``; None when it does not exist."""
@@ -75,11 +76,29 @@ class LibNft:
             raise TransactionError(f"cannot list chain {chain}: {err.strip()}")
         return [(int(handle), rule) for rule, handle in _RULE_LINE.findall(out)]
 
+    def user_chain(self) -> list[Json] | None:
+        """The user chain's rules as nftnet records them, to put back as the chain had them:
+        each rule's body (``rule_body``) and, for messages, its nft text (``text``); None
+        when the chain does not exist."""
+        listing = self.list(f"chain {names.FAMILY} {names.TABLE} {names.USER_CHAIN}")
+        if listing is None:
+            return None
+        texts = dict(self.chain_rules_text(names.USER_CHAIN) or [])
+        return [rule_body(o["rule"]) | ({"text": texts[o["rule"]["handle"]]}
+                                         if o["rule"].get("handle") in texts else {})
+                for o in listing if "rule" in o]
 
-def user_chain_rules(listing: list[Json] | None) -> list[list[Any]]:
-    """The expressions of the user chain's rules in a table listing, in order."""
+
+def rule_body(rule: Json) -> Json:
+    """What a listed rule is, apart from where it is (family, table, chain, handle): its
+    expressions and its comment, all that adding it again needs."""
+    return {k: rule[k] for k in ("expr", "comment") if k in rule}
+
+
+def user_chain_rules(listing: list[Json] | None) -> list[Json]:
+    """The bodies (``rule_body``) of the user chain's rules in a table listing, in order."""
     return [
-        o["rule"]["expr"]
+        rule_body(o["rule"])
         for o in listing or []
         if "rule" in o and o["rule"]["chain"] == names.USER_CHAIN
     ]
