@@ -24,7 +24,7 @@ from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
 from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft
-from nftnet.nft.objects import Json
+from nftnet.nft.objects import Elements, Json
 from nftnet.plan import describe_changes
 from nftnet.state import State, StateDir, empty_runtime
 
@@ -71,7 +71,8 @@ def user_rules_json(config: Config, host: HostFacts) -> list[Json] | None:
     if not config.user_rules:
         return None if config.user_rules is None else []
     skeleton = compile_config(config, host, [])
-    skeleton.ops = [op for op in skeleton.ops if op[1].kind != "element"]  # no rule needs them
+    skeleton.ops = [(verb, replace(obj, items=obj.items[:scratch.SAMPLE])
+                     if isinstance(obj, Elements) else obj) for verb, obj in skeleton.ops]
     parsed, problems = scratch.parse_user_rules(skeleton.to_json(), list(config.user_rules))
     if problems:
         raise ConfigError(located(config.origin, [

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from nftnet.nft.libnft import LibNft
 
 USER_CHAIN_SPEC = f"{names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
+# Elements kept of each set in a table rules are checked against: no rule needs any to be
+# parsed, but one shows that an entry flushes the set or deletes from it (see one_rule), where
+# all of them would make each of the listings one_rule compares slow for a large table.
+SAMPLE = 1
 
 
 def _request(payload: Json) -> Json:
@@ -70,13 +74,20 @@ def parse_user_rules(batch: Json, rules: list[str]) -> tuple[list[Json], dict[in
 
 def copy_of(listing: list[Json]) -> Json:
     """A batch that makes a table such as a kernel ``listing`` shows, for a scratch namespace to
-    check rules against: every object and rule, without handles, and without elements, which
-    no rule needs to be parsed (and which make a large table slow to copy)."""
-    out: list[Json] = [{"metainfo": {"json_schema_version": 1}}]
+    check rules against: every object without handles and with its ``SAMPLE`` of elements
+    (added once every chain a verdict may jump to exists), then every rule."""
+    objects: list[Json] = []
+    elements: list[Json] = []
+    rules: list[Json] = []
     for obj in listing:
         ((kind, body),) = obj.items()
-        out.append({"add": {kind: {k: v for k, v in body.items() if k not in ("handle", "elem")}}})
-    return {"nftables": out}
+        body = {k: v for k, v in body.items() if k not in ("handle", "elem")}
+        (rules if kind == "rule" else objects).append({"add": {kind: body}})
+        if obj[kind].get("elem"):
+            elements.append({"add": {"element": {
+                **{k: body[k] for k in ("family", "table", "name")},
+                "elem": obj[kind]["elem"][:SAMPLE]}}})
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *objects, *elements, *rules]}
 
 
 def render_text(batch: Json) -> str:
@@ -100,35 +111,47 @@ TIME_LIMIT = 10  # seconds for nft to take one entry: a command such as monitor 
 
 def one_rule(nft: LibNft, text: str) -> Json:
     """The rule nft makes of ``text`` at the end of the user chain, proven to be all nft read
-    from it: one more rule there, nothing else changed in the whole ruleset, nothing printed,
-    and a rule nftnet adds right after it on the same line there too (so '#' hid nothing).
-    Only the rule's body is used from here on, never ``text``. Run it in a scratch namespace
-    only: ``text`` may hold any nft commands. TransactionError: nft refused ``text``."""
+    from it: nothing printed, nothing else changed in the whole ruleset (a rule of nftnet's
+    before it in the chain, and the ``SAMPLE`` of each set, show flushes and deletions too),
+    one more rule in the chain, and one of nftnet's added right after it on the same line (so
+    '#' hid nothing). What stays unseen changes nothing here nor where only the body goes.
+    Only the rule's body is used from here on, never ``text``; the chain is left as it was.
+    Run it in a scratch namespace only: ``text`` may hold any nft commands.
+    TransactionError: nft refused ``text``."""
     from nftnet.nft.libnft import rule_body
 
-    end = secrets.token_hex(8)
+    start, end = secrets.token_hex(8), secrets.token_hex(8)
     add = f"add rule {USER_CHAIN_SPEC} "
-    before = nft.list("ruleset") or []
+    nft.run_text(f'{add}counter comment "{start}"')
+    listed = nft.list("ruleset") or []
+    before = [_key(o) for o in listed]
     try:
         printed, whole = _bounded(nft, f'{add}{text}; {add}counter comment "{end}"'), True
     except TransactionError:  # nft's own message is about the entry alone, if it refuses it
         printed, whole = _bounded(nft, add + text), False
-    after = nft.list("ruleset") or []
-    made = [o["rule"] for o in after if o not in before and "rule" in o
+    after = [(o, _key(o)) for o in nft.list("ruleset") or []]
+    old = set(before)
+    made = [o["rule"] for o, key in after if key not in old and "rule" in o
             and (o["rule"]["family"], o["rule"]["table"], o["rule"]["chain"])
             == (names.FAMILY, names.TABLE, names.USER_CHAIN)]
     if printed.strip():
         raise _NotOneRule("nft runs a command in it that prints")
-    if [o for o in after if o.get("rule") not in made] != before:
-        raise _NotOneRule("nft changes more than the user chain with it")
+    if [key for o, key in after if o.get("rule") not in made] != before:
+        raise _NotOneRule("nft does more with it than add one rule to the user chain")
     if not whole:
         raise _NotOneRule("nft takes it only at the end of its input")
     if not made or made[-1].get("comment") != end:
         raise _NotOneRule("nft reads part of it as a comment")
     if len(made) != 2:
         raise _NotOneRule(f"nft makes {len(made) - 1} rules of it")
-    nft.run_text(f"delete rule {USER_CHAIN_SPEC} handle {made[-1]['handle']}")
+    guard = next(o["rule"] for o in listed if o.get("rule", {}).get("comment") == start)
+    nft.run_text("; ".join(f"delete rule {USER_CHAIN_SPEC} handle {r['handle']}"
+                           for r in (guard, *made)))
     return rule_body(made[0])
+
+
+def _key(obj: Json) -> str:
+    return json.dumps(obj, sort_keys=True)
 
 
 def _bounded(nft: LibNft, commands: str) -> str:

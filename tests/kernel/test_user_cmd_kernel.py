@@ -26,18 +26,20 @@ from tests.nftnet_run import nftnet
 pytestmark = pytest.mark.kernel
 
 DROP_BUT_ONE = ["-i", "eth0", "!", "-s", "192.168.1.1", "-j", "DROP"]
+MORE = "nft does more with it than add one rule to the user chain"
 # id: (an entry nft does not read as exactly one rule, what the error says nft made of it)
 NOT_ONE_RULE = {
-    "flush after ;": ("counter; flush chain inet nftnet user",
-                      "nft changes more than the user chain with it"),
+    "flush after ;": ("counter; flush chain inet nftnet user", MORE),
+    "flush, then a rule": ("counter; flush chain inet nftnet user; add rule inet nftnet user "
+                           "counter", MORE),
     "two rules": ("counter; add rule inet nftnet user drop", "nft makes 2 rules of it"),
     "newline": ("counter\nadd rule inet nftnet user drop", "nft makes 2 rules of it"),
     "comment": ("ip saddr 10.0.0.0/8 # drop", "nft reads part of it as a comment"),
     "prints": ("drop; list ruleset", "nft runs a command in it that prints"),
-    "other table": ("drop; add table ip other", "nft changes more than the user chain with it"),
-    "element": ('drop; add element inet nftnet bridges { "br-x" }',
-                "nft changes more than the user chain with it"),
-    "flush ruleset": ("drop; flush ruleset", "nft changes more than the user chain with it"),
+    "other table": ("drop; add table ip other", MORE),
+    "element": ('drop; add element inet nftnet bridges { "br-x" }', MORE),
+    "flush set": ("drop; flush set inet nftnet bridges", MORE),
+    "flush ruleset": ("drop; flush ruleset", MORE),
     "never returns": ("drop; monitor", "nft does not return from it within 10 s"),
 }
 
@@ -210,8 +212,7 @@ def test_every_rule_language_is_held_to_one_rule(monkeypatch: pytest.MonkeyPatch
         user_rules_json(loaded, HostFacts())
     assert e.value.problems == [
         "c.yaml:4: user_rules[1]: 'counter; flush chain inet nftnet user' is not one nft rule: "
-        "nft changes more than the user chain with it (outside quotes, ';' and newlines end an "
-        "nft command, '#' starts a comment)"]
+        f"{MORE} (outside quotes, ';' and newlines end an nft command, '#' starts a comment)"]
     one = parse_config(yaml.safe_dump({"version": 1, "user_rules": [{"fake": "one"}]}))
     assert user_rules_json(one, HostFacts()) == [{"expr": [
         {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
