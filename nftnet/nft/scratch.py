@@ -59,6 +59,7 @@ class RuleProblem:
     message: str
 
     def describe(self, rule: str) -> str:
+        """The problem as a config error says it, after the entry's path."""
         if self.refused:
             return f"nft cannot use {rule!r}: {self.message.splitlines()[0]}"
         return f"{rule!r} is not one nft rule: {self.message}"
