@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import ip_interface
 from typing import Any
 
@@ -19,17 +19,17 @@ from nftnet import crash, names
 from nftnet.compile import HostFacts, compile_config
 from nftnet.compile.elements import PORT_MAPS
 from nftnet.config.dump import dump_config
-from nftnet.config.load import parse_config
-from nftnet.config.model import Config
+from nftnet.config.load import located, parse_config
+from nftnet.config.model import Config, Origin
 from nftnet.desired.ports import PortIndex
 from nftnet.effective import after_apply, merge
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
-from nftnet.nft.backend import USER_CHAIN_SPEC, user_chain_rules
+from nftnet.nft.backend import user_chain
 from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft
-from nftnet.nft.objects import Json
+from nftnet.nft.objects import Elements, Json
 from nftnet.plan import describe_changes
 from nftnet.runtime import veth_changes, veth_spec
 from nftnet.state import State, StateDir, empty_runtime
@@ -70,18 +70,20 @@ def host_facts(config: Config, prev: State | None) -> tuple[HostFacts, list[int]
     return HostFacts(enabled.get("4", False), enabled.get("6", False)), to_enable
 
 
-def user_rules_json(config: Config, host: HostFacts) -> list[list[Any]] | None:
-    """The user rules as JSON expressions, parsed by nft itself inside nftnet's table (so they
-    may use its sets); ConfigError names the ones nft refuses."""
+def user_rules_json(config: Config, host: HostFacts) -> list[Json] | None:
+    """The user rules as nft lists them (``backend.rule_body``): parsed by nft itself inside
+    nftnet's table (so they may use its sets), each proven to be exactly one rule
+    (``scratch.one_rule``). ConfigError names each entry that is not, at its file line."""
     if not config.user_rules:
         return None if config.user_rules is None else []
-    skeleton = compile_config(config, host, []).to_json()
-    parsed, errors = scratch.parse_user_rules(skeleton, list(config.user_rules))
-    if errors:
-        raise ConfigError(
-            [f"user_rules[{i}]: nft cannot use {config.user_rules[i]!r}: {msg}"
-             for i, msg in sorted(errors.items())]
-        )
+    skeleton = compile_config(config, host, [])
+    skeleton.ops = [(verb, replace(obj, items=obj.items[:scratch.SAMPLE])
+                     if isinstance(obj, Elements) else obj) for verb, obj in skeleton.ops]
+    parsed, problems = scratch.parse_user_rules(skeleton.to_json(), list(config.user_rules))
+    if problems:
+        raise ConfigError(located(config.origin, [
+            (("user_rules", i), problem.describe(config.user_rules[i]))
+            for i, problem in sorted(problems.items())]))
     return parsed
 
 
@@ -170,9 +172,12 @@ class Result:
     lines: list[str]
 
 
-def effective_config(declared: dict[str, Any], runtime: dict[str, Any]) -> Config:
-    """The config the kernel should hold: the declared file plus runtime changes."""
-    return parse_config(json.dumps(merge(declared, runtime)), "config + runtime changes")
+def effective_config(declared: dict[str, Any], runtime: dict[str, Any],
+                     origin: Origin | None = None) -> Config:
+    """The config the kernel should hold: the declared file plus runtime changes. ``origin``,
+    the declared file's, locates problems of its user_rules (runtime changes have none)."""
+    config = parse_config(json.dumps(merge(declared, runtime)), "config + runtime changes")
+    return replace(config, origin=origin)
 
 
 class Applier:
@@ -189,7 +194,8 @@ class Applier:
             declared_raw = dump_config(declared)
             runtime = after_apply(prev.runtime, declared_raw) if prev else empty_runtime()
             has_runtime = any(runtime.values())
-            config = effective_config(declared_raw, runtime) if has_runtime else declared
+            config = (effective_config(declared_raw, runtime, declared.origin) if has_runtime
+                      else declared)
             want = desired(config, prev)
             drift = prev is not None and not unchanged_since(prev)
             if (prev is not None and not drift and holds(prev, want, declared_raw, runtime)
@@ -245,16 +251,17 @@ class Applier:
         return base
 
     def _user_chain(self, want: Desired, prev: State | None) -> tuple[list[Any], Json]:
-        """The user chain's rules to record, taken before the change, and the batch to send.
+        """The user chain's rules to record (``LibNft.user_chain``), taken before the change,
+        and the batch to send.
 
         Where the chain is gone (nft flush ruleset, a reboot) and the config leaves it to
         people, the batch puts back its rules as nftnet last recorded them; the hash stays
         that of ``want``, which only the config decides.
         """
-        live = self.nft.list(USER_CHAIN_SPEC)
+        live = user_chain(self.nft)
         saved = prev.user_chain if prev and want.config.user_rules is None else None
         if live is not None or not saved:
-            return user_chain_rules(live), want.batch
+            return live or [], want.batch
         return saved, compile_config(want.config, want.host, saved).to_json()
 
     def recover(self) -> bool:

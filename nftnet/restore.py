@@ -12,14 +12,15 @@ else restore cannot mend, for the command to exit 1.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from nftnet import names
 from nftnet.apply import Applier, desired, effective_config
 from nftnet.check import Finding, inspect
+from nftnet.compile.ruleset import BASE_CHAINS, REGULAR_CHAINS, USER, sets
 from nftnet.errors import NftnetError, TransactionError
-from nftnet.nft.backend import USER_CHAIN_SPEC, user_chain_rules
+from nftnet.nft.backend import USER_CHAIN_SPEC, user_chain
 from nftnet.nft.libnft import LibNft
-from nftnet.nft.objects import Chain, Rule
+from nftnet.nft.objects import Chain, user_rule
 from nftnet.nft.transaction import Transaction
 from nftnet.state import State, StateDir
 
@@ -77,16 +78,16 @@ def _converge(applier: Applier, state: State, fixable: list[Finding]) -> list[st
             ] if put_back else []
 
 
-def _put_back_one_by_one(applier: Applier, base: State, saved: list[list]) -> None:
+def _put_back_one_by_one(applier: Applier, base: State, saved: list[Any]) -> None:
     refused = []
-    for expr in saved:
+    for recorded in saved:
         tx = Transaction()
-        tx.add(Rule(names.USER_CHAIN, tuple(expr)))
+        tx.add(user_rule(recorded))
         try:
             applier.nft.run(tx.to_json())
         except TransactionError as e:
-            refused.append(f"  {tx.dumps()}\n    {str(e).splitlines()[-1]}")
-    base.user_chain = user_chain_rules(applier.nft.list(USER_CHAIN_SPEC))
+            refused.append(_refusal(recorded, tx, e))
+    base.user_chain = user_chain(applier.nft) or []
     applier.state_dir.save(base)
     if refused:
         raise NftnetError("nftnet's table is restored, but the kernel refused "
@@ -94,14 +95,46 @@ def _put_back_one_by_one(applier: Applier, base: State, saved: list[list]) -> No
                           + "\n".join(refused))
 
 
+# What a recorded rule may name and restore makes again: nftnet's own sets and chains.
+_NFTNET_NAMES = ({f"set @{s.name}" for s in sets()}
+                 | {f"chain {c.name}" for c in (*BASE_CHAINS, *REGULAR_CHAINS, USER)})
+
+
+def _refusal(recorded: Any, tx: Transaction, e: TransactionError) -> str:
+    """The refused rule as nft listed it, nft's reason, and the sets and chains it names that
+    are not nftnet's: people's, which nftnet does not record (their elements are people's
+    data, and a stale copy would match what it no longer should)."""
+    text = recorded.get("text") if isinstance(recorded, dict) else None
+    lines = [f"  {text or tx.dumps()}", f"    {str(e).strip().splitlines()[-1]}"]
+    foreign = sorted(_names(user_rule(recorded).expr) - _NFTNET_NAMES)
+    if foreign:
+        again = f"nft add rule {USER_CHAIN_SPEC.removeprefix('chain ')} {text or '...'}"
+        lines.append(f"    it names {', '.join(foreign)}, which nftnet neither makes nor records: "
+                     f"make {'them' if len(foreign) > 1 else 'it'} again, then {again}")
+    return "\n".join(lines)
+
+
+def _names(obj: Any) -> set[str]:
+    """The named sets (``set @NAME``) and chains (``chain NAME``) a rule's JSON refers to."""
+    if isinstance(obj, str):
+        return {f"set {obj}"} if obj.startswith("@") else set()
+    if isinstance(obj, dict):
+        out = {f"chain {obj[v]['target']}" for v in ("jump", "goto")
+               if isinstance(obj.get(v), dict)}
+        return out.union(*(_names(v) for v in obj.values()))
+    if isinstance(obj, list | tuple):
+        return set().union(*(_names(v) for v in obj))
+    return set()
+
+
 def record_user_chain(state_dir: StateDir, state: State, nft: LibNft) -> bool:
     """Keep the live user chain as what restore puts back after a flush: rules added by hand
     since nftnet's last change survive too (the nftables-bound unit runs this before a stop)."""
     if state.config.get("user_rules") is not None:
         return False
-    live = nft.list(USER_CHAIN_SPEC)
-    if live is None or user_chain_rules(live) == state.user_chain:
+    live = user_chain(nft)
+    if live is None or live == state.user_chain:
         return False
-    state.user_chain = user_chain_rules(live)
+    state.user_chain = live
     state_dir.save(state)
     return True

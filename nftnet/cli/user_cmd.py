@@ -7,7 +7,6 @@ them, unless the applied config has a user_rules key: then apply puts that list 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 
 import click
@@ -16,12 +15,14 @@ from nftnet import names
 from nftnet.cli.commands import OUTPUT
 from nftnet.config.rule_languages import FAMILIES, to_nft
 from nftnet.errors import ConfigError, NftnetError, TransactionError
+from nftnet.nft import scratch
 from nftnet.nft.libnft import LibNft
+from nftnet.nft.objects import Json, user_rule
+from nftnet.nft.transaction import Transaction
 from nftnet.restore import record_user_chain
 from nftnet.state import StateDir
 
 CHAIN = f"{names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
-_QUOTED = re.compile(r'"[^"]*"')
 Rules = list[tuple[int, str]]  # (handle, nft text), in chain order
 
 
@@ -51,12 +52,20 @@ def _nft_text(words: tuple[str, ...], iptables: bool, family: str | None) -> str
     argv = iptables and len(words) > 1
     text = shlex.join(words) if argv else " ".join(words)
     try:
-        rule = to_nft("iptables" if iptables else "nft", text, family)
+        return to_nft("iptables" if iptables else "nft", text, family)
     except ValueError as e:
         raise ConfigError([f"RULE: {e}"]) from None
-    if re.search(r"[;\n]", _QUOTED.sub("", rule)):
-        raise ConfigError(["RULE: one rule at a time (';' and newlines separate nft commands)"])
-    return rule
+
+
+def _one_rule(nft: LibNft, rule: str) -> Json:
+    """The rule nft makes of ``rule`` in a scratch copy of the live table (so that it may name
+    people's sets too), proven to be one rule as user_rules entries are."""
+    parsed, problems = scratch.parse_user_rules(scratch.copy_of(nft.list() or []), [rule])
+    if 0 in problems:
+        problem = problems[0]
+        raise ConfigError([f"RULE: nft refuses {rule!r}:\n{problem.message}" if problem.refused
+                           else f"RULE: one rule at a time: {problem.message}"])
+    return parsed[0]
 
 
 def _after_change(state_dir: StateDir, nft: LibNft) -> None:
@@ -101,8 +110,9 @@ def add_cmd(state_dir: StateDir, words: tuple[str, ...], iptables: bool, family:
             position: int | None) -> None:
     """Add a rule to the user chain, in nft syntax (iptables with --iptables).
 
-    Options go before the rule. nft checks the rule; if nft refuses it, nothing changes and
-    the reason is shown (exit 2).
+    Options go before the rule. nft checks the rule, in a scratch namespace first: if it
+    refuses it, or reads more than one rule from it, nothing changes and the reason is shown
+    (exit 2). The kernel then gets the rule nft made of it, not the text.
     """
     rule = _nft_text(words, iptables, family)
     nft = LibNft()
@@ -111,10 +121,14 @@ def add_cmd(state_dir: StateDir, words: tuple[str, ...], iptables: bool, family:
         n = len(before) + 1 if position is None else position
         if n > len(before) + 1:
             raise ConfigError([f"--position {n}: the user chain has {len(before)} rule(s)"])
-        where = f"add rule {CHAIN}" if n > len(before) else \
-            f"insert rule {CHAIN} handle {before[n - 1][0]}"
+        parsed = _one_rule(nft, rule)
+        tx = Transaction()
+        if n > len(before):
+            tx.add(user_rule(parsed))
+        else:
+            tx.insert(user_rule(parsed, handle=before[n - 1][0]))
         try:
-            nft.run_text(f"{where} {rule}")
+            nft.run(tx.to_json())
         except TransactionError as e:
             raise ConfigError([f"RULE: nft refuses {rule!r}:\n{e}"]) from None
         old = {handle for handle, _ in before}

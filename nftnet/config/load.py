@@ -7,6 +7,7 @@ How the text becomes data, within limits, is document.py's part.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from marshmallow import Schema, ValidationError
 from nftnet import names
 from nftnet.config.checks import check_config
 from nftnet.config.document import Path_, format_path, line_of, node_tree, parse, read_text
-from nftnet.config.model import Config, Endpoint, Network
+from nftnet.config.model import Config, Endpoint, Network, Origin
 from nftnet.config.rule_languages import Entry, entry_to_nft
 from nftnet.config.schema import NAME, EndpointSchema, NetworkSchema, TopSchema, check_ifname
 from nftnet.errors import ConfigError
@@ -86,11 +87,20 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if root is not None:
         return _validate(data, source, root)
     try:
-        return _validate(data, source)
+        return replace(_validate(data, source), origin=Origin(source, text))
     except ConfigError:
         pass
     # Line numbers need the node tree: build it only to report errors.
     return _validate(data, source, node_tree(text))
+
+
+def located(origin: Origin | None, problems: list[tuple[Path_, str]]) -> list[str]:
+    """Problems found after loading, at their file line as ``parse_config`` gives its own."""
+    root = node_tree(origin.text) if origin is not None else None
+    col = _Collector(origin.source if origin else "<config>", root)
+    for path, message in problems:
+        col.add(path, message)
+    return col.problems
 
 
 def _validate(data: Any, source: str, root: yaml.Node | None = None) -> Config:

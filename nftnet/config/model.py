@@ -63,12 +63,21 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """The text a config was read from, to give the file line of problems found only after
+    loading (nft's verdict on user_rules, which needs a scratch namespace)."""
+
+    source: str
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole nftnet config. ``user_rules`` None means "leave the user chain as it is".
 
     ``user_rules`` is nft text; ``user_rules_written`` keeps the entries as the file had them
     (``{iptables: ...}`` too) so that the config dumps back as written. It is not compared:
-    the same nft rules make the same config.
+    the same nft rules make the same config; nor is ``origin``.
     """
 
     networks: dict[str, Network] = field(default_factory=dict)
@@ -76,6 +85,7 @@ class Config:
     user_rules: tuple[str, ...] | None = None
     user_rules_written: tuple[str | dict[str, str], ...] | None = field(default=None,
                                                                         compare=False)
+    origin: Origin | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def published(self) -> list[tuple[str, PublishSpec, PortMapping]]:

@@ -59,10 +59,29 @@ def refused(detail: str) -> TransactionError:
     return TransactionError(f"the kernel refused the batch; nothing was changed:\n{detail}")
 
 
-def user_chain_rules(listing: list[Json] | None) -> list[list[Any]]:
-    """The expressions of the user chain's rules in a table listing, in order."""
+def rule_body(rule: Json) -> Json:
+    """What a listed rule is, apart from where it is (family, table, chain, handle): its
+    expressions and its comment, all that adding it again needs."""
+    return {k: rule[k] for k in ("expr", "comment") if k in rule}
+
+
+def user_chain_rules(listing: list[Json] | None) -> list[Json]:
+    """The bodies (``rule_body``) of the user chain's rules in a table listing, in order."""
     return [
-        o["rule"]["expr"]
+        rule_body(o["rule"])
         for o in listing or []
         if "rule" in o and o["rule"]["chain"] == names.USER_CHAIN
     ]
+
+
+def user_chain(nft: NftBackend) -> list[Json] | None:
+    """The user chain's rules as nftnet records them, to put back as the chain had them: each
+    rule's body (``rule_body``) and, for messages, its nft text (``text``); None when the
+    chain does not exist."""
+    listing = nft.list(USER_CHAIN_SPEC)
+    if listing is None:
+        return None
+    texts = dict(nft.chain_rules_text(names.USER_CHAIN) or [])
+    return [rule_body(o["rule"]) | ({"text": texts[o["rule"]["handle"]]}
+                                     if o["rule"].get("handle") in texts else {})
+            for o in listing if "rule" in o]

@@ -36,11 +36,13 @@ class LibNft:
         if rc != 0:
             raise refused(err)
 
-    def run_text(self, commands: str) -> None:
-        """Apply nft text commands (used for user rules, which people write in nft syntax)."""
-        rc, _, err = self._nft.cmd(commands)
+    def run_text(self, commands: str) -> str:
+        """Apply nft text commands (used for user rules, which people write in nft syntax);
+        what they print (a list command does) is returned."""
+        rc, out, err = self._nft.cmd(commands)
         if rc != 0:
             raise TransactionError(err.strip())
+        return str(out)
 
     def list(self, what: str = TABLE_SPEC) -> list[Json] | None:
         """The kernel's JSON listing of ``what``; None when it does not exist."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nftnet import names
+
 Json = dict[str, Any]
 
 
@@ -40,16 +42,30 @@ class Chain:
 
 @dataclass(frozen=True)
 class Rule:
+    """A rule; ``handle``, in an insert, is the rule it goes before (in an add: after)."""
+
     kind = "rule"
     chain: str
     expr: tuple[Json, ...]
     comment: str | None = None
+    handle: int | None = None
 
     def body(self) -> Json:
         out: Json = {"chain": self.chain, "expr": list(self.expr)}
         if self.comment:
             out["comment"] = self.comment
+        if self.handle is not None:
+            out["handle"] = self.handle
         return out
+
+
+def user_rule(recorded: Json | list[Json], handle: int | None = None) -> Rule:
+    """A rule of the user chain from the body nft listed for it (``expr``, ``comment``; any
+    ``text`` is for messages), or from a bare expression list, as states recorded before
+    comments were kept."""
+    if isinstance(recorded, list):
+        return Rule(names.USER_CHAIN, tuple(recorded), handle=handle)
+    return Rule(names.USER_CHAIN, tuple(recorded["expr"]), recorded.get("comment"), handle)
 
 
 @dataclass(frozen=True)

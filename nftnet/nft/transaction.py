@@ -13,7 +13,7 @@ from typing import Any, Literal
 from nftnet import names
 from nftnet.nft.objects import Json, NftObject
 
-Verb = Literal["add", "flush", "delete"]
+Verb = Literal["add", "insert", "flush", "delete"]
 
 
 @dataclass
@@ -24,6 +24,9 @@ class Transaction:
 
     def add(self, obj: NftObject) -> None:
         self.ops.append(("add", obj))
+
+    def insert(self, obj: NftObject) -> None:
+        self.ops.append(("insert", obj))
 
     def flush(self, obj: NftObject) -> None:
         self.ops.append(("flush", obj))

@@ -118,21 +118,24 @@ def test_behaviour_after_every_deletion_and_restore(host: Host) -> None:
 
 
 def test_flush_ruleset_then_restore(lab: Lab, tmp_path: Path) -> None:
-    """The user chain as it was, hand-added rule included: the row of the behaviour table
-    that tests the user chain passes only if restore put that rule back."""
+    """The user chain as it was, hand-added rule included (its comment too): the row of the
+    behaviour table that tests the user chain passes only if restore put that rule back."""
     unmanaged = {k: v for k, v in config().items() if k != "user_rules"}
     state = tmp_path / "state"
     nftnet(lab, "apply", "-f", str(write_config(tmp_path, unmanaged)), state_dir=state)
     world = populate(lab)
-    lab.run(lab.host, "nft", "add", "rule", "inet", "nftnet", "user", *USER_RULES[0].split())
+    lab.run(lab.host, "nft", "add", "rule", "inet", "nftnet", "user", *USER_RULES[0].split(),
+            "comment", '"by hand"')
     recorded = nftnet(lab, "restore", state_dir=state).stdout
     assert "recorded the user chain's 1 rule(s)" in recorded
+    listed = lab.run(lab.host, "nft", "list", "chain", "inet", "nftnet", "user").stdout
     lab.run(lab.host, "nft", "flush", "ruleset")
     assert world.probe("lan", H4, 8080) is None
     restored = nftnet(lab, "restore", state_dir=state).stdout
     assert "table inet nftnet: missing" in restored
     assert "user chain: 1 rule(s) put back" in restored
     assert behaviour_failures(world) == []
+    assert lab.run(lab.host, "nft", "list", "chain", "inet", "nftnet", "user").stdout == listed
 
 
 def test_runtime_endpoint_it_cannot_bring_back(lab: Lab, tmp_path: Path) -> None:

@@ -121,6 +121,16 @@ def test_hand_added_user_rules_survive_apply(netns: Netns, tmp_path: Path) -> No
     assert user_rules(netns) == ["ip saddr 10.8.8.8 accept"]
 
 
+def test_user_rules_may_name_nftnets_sets(netns: Netns, tmp_path: Path) -> None:
+    """On a kernel without nftnet's table, too: the batch makes the sets before the rules."""
+    rules = ['oifname @bridges ip daddr @subnets4 accept comment "to containers"']
+    apply(netns, tmp_path, config(user_rules=rules))
+    assert user_rules(netns) == rules
+    netns.run("nft", "flush", "ruleset")
+    nftnet(netns, "restore", state_dir=tmp_path / "state")
+    assert user_rules(netns) == rules
+
+
 def test_render_json_is_what_apply_sends(netns: Netns, tmp_path: Path) -> None:
     path = write_config(tmp_path, config(user_rules=["tcp dport 22 drop"]))
     rendered = nftnet(netns, "render", "-f", str(path), state_dir=tmp_path / "r").stdout

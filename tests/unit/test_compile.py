@@ -91,3 +91,21 @@ def test_icc_and_internal_are_elements() -> None:
     assert verdicts[json.dumps({"concat": ["nft-n1", "nft-n1"]})] == {"jump": {"target":
                                                                                N.ICC_OFF}}
     assert verdicts[json.dumps({"concat": ["nft-n0", "nft-n0"]})] == {"accept": None}
+
+
+def test_user_rules_come_after_the_sets_they_may_name_and_keep_their_comments() -> None:
+    """Rules as nft listed them (expr and comment), and bare expression lists, as states
+    recorded them before comments were kept; nft must know a set before a rule names it."""
+    config = parse_config(make_config(1, 0, 0) + "user_rules: []\n")
+    named = {"expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip",
+                                                                  "field": "daddr"}},
+                                 "right": "@" + N.SUBNETS.format(v=4)}}, {"accept": None}],
+             "comment": "by-hand"}
+    cmds = compile_config(config, HostFacts(), [named, [{"drop": None}]]).to_json()["nftables"]
+    user = [i for i, c in enumerate(cmds) if c.get("add", {}).get("rule", {}).get("chain")
+            == N.USER_CHAIN]
+    last_set = max(i for i, c in enumerate(cmds) if "set" in c.get("add", {})
+                   or "map" in c.get("add", {}))
+    assert min(user) > last_set
+    assert [{k: v for k, v in cmds[i]["add"]["rule"].items() if k in ("expr", "comment")}
+            for i in user] == [named, {"expr": [{"drop": None}]}]

@@ -10,7 +10,7 @@ import yaml
 
 from compat.iptables_save.export import export_save
 from nftnet.config.dump import dump_config
-from nftnet.config.load import parse_config
+from nftnet.config.load import located, parse_config
 from nftnet.config.model import Config
 from nftnet.config.rule_languages import languages, to_nft
 from nftnet.errors import ConfigError
@@ -97,3 +97,15 @@ def test_export_puts_each_family_in_its_file() -> None:
     assert user[1] == ["-A DOCKER-USER -p tcp -m tcp --dport 22 -j ACCEPT",
                        "-A DOCKER-USER -s fd00::/8 -p tcp -m multiport --dports 80,443 -j ACCEPT",
                        "-A DOCKER-USER -j RETURN"]
+
+
+def test_problems_found_after_loading_carry_the_file_line() -> None:
+    """nft's verdict on an entry comes after loading (in a scratch namespace); it is located
+    as the loader locates its own problems, and without a line where there is no file."""
+    config = load(["drop", {"iptables": "-j DROP"}, "tcp dport 22 accept"])
+    problems = [(("user_rules", 2), "nft cannot use it")]
+    assert located(config.origin, problems) == ["c.yaml:4: user_rules[2]: nft cannot use it"]
+    assert located(None, problems) == ["user_rules[2]: nft cannot use it"]
+    flow = parse_config('{"version": 1,\n "user_rules": ["drop",\n  "accept"]}', "c.json")
+    assert located(flow.origin, [(("user_rules", 1), "x")]) == [
+        "c.json:3: user_rules[1]: x"]
