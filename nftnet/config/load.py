@@ -85,7 +85,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     """Validate config text; raise ConfigError listing every problem, with line numbers."""
     data, root = parse(text, source)
     if root is not None:
-        return _validate(data, source, root)
+        return replace(_validate(data, source, root), origin=Origin(source, text))
     try:
         return replace(_validate(data, source), origin=Origin(source, text))
     except ConfigError:
@@ -96,8 +96,10 @@ def parse_config(text: str, source: str = "<config>") -> Config:
 
 def located(origin: Origin | None, problems: list[tuple[Path_, str]]) -> list[str]:
     """Problems found after loading, at their file line as ``parse_config`` gives its own."""
-    root = node_tree(origin.text) if origin is not None else None
-    col = _Collector(origin.source if origin else "<config>", root)
+    if origin is None:  # rebuilt from the state: no file to point at
+        col = _Collector("", None, lambda path: format_path(path) or "(top level)")
+    else:
+        col = _Collector(origin.source, node_tree(origin.text))
     for path, message in problems:
         col.add(path, message)
     return col.problems

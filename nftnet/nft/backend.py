@@ -9,7 +9,8 @@ module satisfying ``Scratch``) is nft's own parser in a throwaway namespace; ``F
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from nftnet import names
 from nftnet.errors import TransactionError
@@ -42,13 +43,29 @@ class NftBackend(Protocol):
         cannot be read. ``generation.follows`` tells one commit apart from several."""
 
 
+@dataclass(frozen=True)
+class RuleProblem:
+    """Why an entry is not a user rule: nft refused it (``refused``: nft's whole message), or
+    nft read something else than exactly one rule from it (``message`` says what)."""
+
+    refused: bool
+    message: str
+
+    def describe(self, rule: str) -> str:
+        """The problem as a config error says it, after the entry's path."""
+        if self.refused:
+            return f"nft cannot use {rule!r}: {self.message.splitlines()[0]}"
+        return f"{rule!r} is not one nft rule: {self.message}"
+
+
 class Scratch(Protocol):
     """A throwaway kernel: what only nft itself can say, without touching the host."""
 
     def parse_user_rules(self, batch: Json, rules: list[str]
-                         ) -> tuple[list[list[Any]], dict[int, str]]:
-        """JSON expressions of ``rules`` (nft text) in the table ``batch`` builds, and an
-        error message by index for each rule nft refuses."""
+                         ) -> tuple[list[Json], dict[int, RuleProblem]]:
+        """Each of ``rules`` (nft text) as the one rule nft makes of it in the user chain of
+        the table ``batch`` builds (its body: ``rule_body``), and the problem of each entry
+        that is not exactly one rule nft takes, by index."""
 
     def listing(self, batch: Json) -> list[Json]:
         """The table ``batch`` builds, as a fresh kernel lists it in JSON."""

@@ -23,11 +23,17 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator
-from typing import Any
 
 from nftnet import names
 from nftnet.errors import TransactionError
-from nftnet.nft.backend import TABLE_SPEC, USER_CHAIN_SPEC, Rules, refused, user_chain_rules
+from nftnet.nft.backend import (
+    TABLE_SPEC,
+    USER_CHAIN_SPEC,
+    RuleProblem,
+    Rules,
+    refused,
+    user_chain_rules,
+)
 from nftnet.nft.fake_sets import Refused
 from nftnet.nft.fake_tables import STEPS, Chain, Table, Work
 from nftnet.nft.fake_text import SyntaxRefused, parse_rule, render_rule
@@ -146,20 +152,20 @@ class FakeScratch:
     """
 
     def parse_user_rules(self, batch: Json, rules: list[str]
-                         ) -> tuple[list[list[Any]], dict[int, str]]:
+                         ) -> tuple[list[Json], dict[int, RuleProblem]]:
         nft = FakeNft()
         nft.run(batch)
-        errors: dict[int, str] = {}
+        problems: dict[int, RuleProblem] = {}
         for i, text in enumerate(rules):
             try:
                 tx = Transaction()
                 tx.add(Rule(names.USER_CHAIN, tuple(parse_rule(text))))
                 nft.run(tx.to_json())
             except SyntaxRefused as e:
-                errors[i] = str(e)
-            except TransactionError as e:
-                errors[i] = str(e).splitlines()[1]  # FakeNft.run's "Error: ..." line
-        return user_chain_rules(nft.list(USER_CHAIN_SPEC)), errors
+                problems[i] = RuleProblem(True, str(e))
+            except TransactionError as e:  # FakeNft.run's "Error: ..." line
+                problems[i] = RuleProblem(True, str(e).splitlines()[1])
+        return user_chain_rules(nft.list(USER_CHAIN_SPEC)), problems
 
     def listing(self, batch: Json) -> list[Json]:
         nft = FakeNft()

@@ -14,11 +14,11 @@ import secrets
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nftnet import names
 from nftnet.errors import NftnetError, TransactionError
+from nftnet.nft.backend import RuleProblem
 from nftnet.nft.objects import Json
 
 if TYPE_CHECKING:
@@ -48,21 +48,6 @@ def _request(payload: Json) -> Json:
     if "refused" in result:
         raise NftnetError(f"a scratch network namespace refused the table: {result['refused']}")
     return result
-
-
-@dataclass(frozen=True)
-class RuleProblem:
-    """Why an entry is not a user rule: nft refused it (``refused``: nft's whole message), or
-    nft read something else than exactly one rule from it (``message`` says what)."""
-
-    refused: bool
-    message: str
-
-    def describe(self, rule: str) -> str:
-        """The problem as a config error says it, after the entry's path."""
-        if self.refused:
-            return f"nft cannot use {rule!r}: {self.message.splitlines()[0]}"
-        return f"{rule!r} is not one nft rule: {self.message}"
 
 
 def parse_user_rules(batch: Json, rules: list[str]) -> tuple[list[Json], dict[int, RuleProblem]]:

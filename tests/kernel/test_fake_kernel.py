@@ -20,6 +20,7 @@ from nftnet.compile import HostFacts, compile_config
 from nftnet.compile import expr as E
 from nftnet.config.load import parse_config
 from nftnet.nft import scratch
+from nftnet.nft.backend import RuleProblem
 from nftnet.nft.fake import FakeNft, FakeScratch
 from nftnet.nft.fake_text import parse_rule
 from nftnet.nft.objects import Chain, Elements, Json, Rule, Set, Table
@@ -172,7 +173,12 @@ def test_fake_scratch_parses_as_nft_does() -> None:
     rules = [*USER_RULES, "ip saddr @nosuch drop", "tcp dport 70000 drop", "jump nosuch",
              "jump filter-forward"]
     skeleton = compiled([])
-    want = scratch.parse_user_rules(skeleton, rules)
-    assert FakeScratch().parse_user_rules(skeleton, rules) == want
+    def described(result: tuple[list[Json], dict[int, RuleProblem]]
+                  ) -> tuple[list[Json], dict[int, str]]:
+        parsed, problems = result
+        return parsed, {i: p.describe(rules[i]) for i, p in problems.items()}
+
+    want = described(scratch.parse_user_rules(skeleton, rules))
+    assert described(FakeScratch().parse_user_rules(skeleton, rules)) == want
     fake, kernel = FakeScratch().listing(skeleton), scratch.listing(skeleton)
     assert normalised(fake, ranks_of(fake)) == normalised(kernel, ranks_of(kernel))

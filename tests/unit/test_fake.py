@@ -154,12 +154,14 @@ def test_fake_scratch_parses_and_refuses() -> None:
     skeleton = compile_config(parse_config(json.dumps(CONFIG)), HostFacts(), []).to_json()
     rules = ["tcp dport 22 drop", "ct state established accept", "ip saddr @nosuch drop",
              "drop; flush ruleset", 'iifname "eth0']
-    parsed, errors = FakeScratch().parse_user_rules(skeleton, rules)
-    assert parsed == [[E.match({"payload": {"protocol": "tcp", "field": "dport"}}, 22), E.DROP],
-                      [{"nft-text": "ct state established accept"}]]
-    assert errors == {2: "Error: No such file or directory",
-                      3: "Error: syntax error, one rule expected",
-                      4: "Error: syntax error, unterminated string"}
+    parsed, problems = FakeScratch().parse_user_rules(skeleton, rules)
+    assert parsed == [
+        {"expr": [E.match({"payload": {"protocol": "tcp", "field": "dport"}}, 22), E.DROP]},
+        {"expr": [{"nft-text": "ct state established accept"}]}]
+    assert {i: (p.refused, p.message) for i, p in problems.items()} == {
+        2: (True, "Error: No such file or directory"),
+        3: (True, "Error: syntax error, one rule expected"),
+        4: (True, "Error: syntax error, unterminated string")}
     nft = FakeNft()
     nft.run(compile_config(parse_config(json.dumps(CONFIG)), HostFacts(), parsed).to_json())
     assert [t for _, t in nft.chain_rules_text(N.USER_CHAIN) or []] == rules[:2]
