@@ -2,7 +2,7 @@
 nftnet.
 
 nftnet never imports compat: these commands reach the ``nftnet`` CLI through the
-``nftnet.commands`` entry-point group. ``ctx.obj`` is nftnet's ``StateDir``.
+``nftnet.commands`` entry-point group. ``ctx.obj`` is nftnet's ``Engine`` (nftnet.api).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import yaml
 from compat.iptables_save.export import export_save
 from compat.iptables_save.importer import Hints, import_rules
 from compat.iptables_save.parse import parse_save
-from nftnet.config.load import load_config, parse_config
+from nftnet.api import Engine, load_config
 from nftnet.config.model import Config
 from nftnet.errors import ConfigError
-from nftnet.state import STATE_FILE, StateDir
 
 FILE = click.Path(dir_okay=False, allow_dash=True)
 
@@ -88,12 +87,12 @@ def import_save_cmd(path: str, path6: str | None, inspect: str | None, output: s
         raise ConfigError([f"{output}: cannot write: {e.strerror}"]) from None
 
 
-def _applied(state_dir: StateDir) -> Config:
-    state = state_dir.load()
-    if state is None:
-        raise click.UsageError(f"nothing is applied (no {state_dir.path / STATE_FILE}): give "
+def _applied(engine: Engine) -> Config:
+    config = engine.declared()
+    if config is None:
+        raise click.UsageError(f"nothing is applied (no state in {engine.state_dir.path}): give "
                                "-f FILE")
-    return parse_config(json.dumps(state.config), str(state_dir.path / STATE_FILE))
+    return config
 
 
 @click.command("export")
@@ -101,13 +100,13 @@ def _applied(state_dir: StateDir) -> Config:
               default="iptables-save", show_default=True, help="IPv4 or IPv6 rules.")
 @click.option("-f", "--file", "path", type=FILE, help="Config file (default: what is applied).")
 @click.pass_obj
-def export_cmd(state_dir: StateDir, fmt: str, path: str | None) -> None:
+def export_cmd(engine: Engine, fmt: str, path: str | None) -> None:
     """Print the iptables rules Docker 20.10 would have written for a config.
 
     Output loads with iptables-restore (or ip6tables-restore), e.g. in a test namespace; it
     shows Docker's behaviour, not nftnet's deliberate differences.
     """
-    config = load_config(path) if path else _applied(state_dir)
+    config = load_config(path) if path else _applied(engine)
     text, warnings = export_save(config, 4 if fmt == "iptables-save" else 6)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)

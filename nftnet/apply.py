@@ -26,11 +26,12 @@ from nftnet.effective import after_apply, merge
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.nft import scratch
-from nftnet.nft.backend import user_chain
+from nftnet.nft.backend import NftBackend, user_chain
 from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Elements, Json
 from nftnet.plan import describe_changes
+from nftnet.results import ApplyResult
 from nftnet.runtime import veth_changes, veth_spec
 from nftnet.state import State, StateDir, empty_runtime
 
@@ -133,7 +134,8 @@ def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None
     only the gateways) or which addresses nftnet added to it (the only ones it takes away)."""
     ports: dict[str, list[str]] = {}
     for ep in runtime["endpoints"].values():
-        ports.setdefault(config.networks[ep["network"]].bridge, []).append(ep["host_ifname"])
+        if ep.get("host_ifname"):
+            ports.setdefault(config.networks[ep["network"]].bridge, []).append(ep["host_ifname"])
     created = set(state.created_bridges) if state else set()
     added = state.bridge_addresses if state else {}
     out = []
@@ -166,12 +168,6 @@ def added_addresses(prev: State | None, changes: bridges.LinkChanges) -> dict[st
     return {b: sorted(addrs) for b, addrs in sorted(out.items()) if addrs}
 
 
-@dataclass
-class Result:
-    changed: bool
-    lines: list[str]
-
-
 def effective_config(declared: dict[str, Any], runtime: dict[str, Any],
                      origin: Origin | None = None) -> Config:
     """The config the kernel should hold: the declared file plus runtime changes. ``origin``,
@@ -183,11 +179,11 @@ def effective_config(declared: dict[str, Any], runtime: dict[str, Any],
 class Applier:
     """Full applies: ``apply -f``, and completing or healing after runtime changes."""
 
-    def __init__(self, state_dir: StateDir, nft: LibNft | None = None) -> None:
+    def __init__(self, state_dir: StateDir, nft: NftBackend | None = None) -> None:
         self.state_dir = state_dir
-        self.nft = nft or LibNft()
+        self.nft: NftBackend = nft or LibNft()
 
-    def apply(self, declared: Config, dry_run: bool = False) -> Result:
+    def apply(self, declared: Config, dry_run: bool = False) -> ApplyResult:
         with self.state_dir.locked():
             self.recover()
             prev = self.state_dir.load()
@@ -200,13 +196,13 @@ class Applier:
             drift = prev is not None and not unchanged_since(prev)
             if (prev is not None and not drift and holds(prev, want, declared_raw, runtime)
                     and links_in_place(config, runtime, prev)):
-                return Result(False, ["no changes: the kernel already matches the config"])
+                return ApplyResult(False, dry_run)
             old = effective_config(prev.config, prev.runtime) if prev else None
             lines = describe_changes(old, config, kernel_drift=drift)
             if dry_run:
-                return Result(True, ["dry run, nothing applied; would change:", *lines])
+                return ApplyResult(True, True, tuple(lines))
             self.converge(want, prev, State(config=declared_raw, runtime=runtime))
-            return Result(True, ["applied:", *lines])
+            return ApplyResult(True, False, tuple(lines))
 
     def converge(self, want: Desired, prev: State | None, base: State,
                  drop: Collection[str] = ()) -> State:

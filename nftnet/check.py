@@ -286,7 +286,9 @@ def link_drift(state: State, config: Config) -> list[Finding]:
         if now is not None and now != value:
             out.append(Finding(f"sysctl {key}", f"is {now}; nftnet needs {value}"))
     for name, ep in sorted(state.runtime["endpoints"].items()):
-        veth = ep["host_ifname"]
+        veth = ep.get("host_ifname")
+        if veth is None:  # registered by its addresses alone: no link of its own to check
+            continue
         problems = bridges.port_problems(veth, config.networks[ep["network"]].bridge, links)
         if problems is None:
             out.append(Finding(f"endpoint {name}", f"its veth {veth} is gone, and restore "
@@ -295,14 +297,3 @@ def link_drift(state: State, config: Config) -> list[Finding]:
                                fixable=False))
         out += [Finding(f"endpoint {name}", f"its veth {veth} {p}") for p in problems or ()]
     return out
-
-
-def format_report(report: Report) -> str:
-    lines = ["in sync: the kernel holds what nftnet last applied"] if report.in_sync else [
-        "drift: the kernel differs from what nftnet last applied (nftnet restore puts back "
-        "what it can):", *(f"  {f}" + ("" if f.fixable else "  [restore cannot]")
-                           for f in report.drift)]
-    lines += [f"warning: {f.message()}" for f in report.foreign if not f.honoured or f.too_early]
-    lines += [f"note: {f.message()}" for f in report.foreign if f.honoured and not f.too_early]
-    lines += [f"note: {n}" for n in report.notes]
-    return "\n".join(lines)

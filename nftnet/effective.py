@@ -13,8 +13,7 @@ import copy
 from typing import Any
 
 from nftnet.errors import ConfigError
-
-RUNTIME_ONLY_KEYS = ("netns", "ifname", "host_ifname")
+from nftnet.records import config_entry
 
 
 def merge(declared: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
@@ -29,9 +28,9 @@ def merge(declared: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
                 "it first)" for n in runtime["endpoints"] if n in endpoints]
     if clashes:
         raise ConfigError(clashes)
-    networks.update(runtime["networks"])
+    networks.update({n: config_entry(e) for n, e in runtime["networks"].items()})
     for name, ep in runtime["endpoints"].items():
-        endpoints[name] = {k: v for k, v in ep.items() if k not in RUNTIME_ONLY_KEYS}
+        endpoints[name] = config_entry(ep)
     for name, specs in runtime["publish"].items():
         if name in endpoints:
             endpoints[name]["publish"] = [*(endpoints[name].get("publish") or []), *specs]

@@ -1,10 +1,13 @@
-"""What runtime commands and drivers added to the declared config, as typed records with one
-JSON form, read and written here only (the state directory stores them; nothing else reads
-their keys).
+"""What runtime commands and drivers added to the declared config, as nftnet records them: the
+one place that knows the keys of a runtime entry beyond the config file's.
 
-Entries are stored as they were validated when they were made (networks in the config file's
-format, endpoints with their addresses and ``-p`` texts), so reading them back needs neither
-marshmallow nor the full loader: a ``port publish`` reads one endpoint and its network.
+A runtime network or endpoint is stored as its config entry (validated when it was made, so
+reading it back needs neither marshmallow nor the full loader: a ``port publish`` reads one
+endpoint and its network) plus keys of its own: who holds it (``owner``: None for people, the
+CLI; a driver's name such as "docker" or "cni"), and for an endpoint its host interface and,
+where nftnet made the veth (``endpoint attach``), the namespace and interface name inside.
+An endpoint a driver registered on an interface someone else made (``owns_link`` false) never
+has its link made or deleted by nftnet.
 """
 
 from __future__ import annotations
@@ -16,15 +19,15 @@ from typing import Any
 from nftnet.config.model import ANY_IPV4, Endpoint
 from nftnet.config.publish import parse_publish
 
-# The file-format keys of an endpoint entry; the rest of RuntimeEndpoint is runtime-only.
-ENTRY_KEYS = ("network", "ipv4", "ipv6", "publish")
+Entry = dict[str, Any]
+# Keys of a runtime entry that are not the config file's.
+NETWORK_KEYS = ("owner",)
+ENDPOINT_KEYS = ("owner", "host_ifname", "netns", "ifname", "owns_link")
 
 
 @dataclass
 class RuntimeEndpoint:
-    """An endpoint made at runtime, by ``endpoint attach`` (nftnet made its veth, and deletes
-    it on detach) or by a driver that registered an interface someone else made (``owns_link``
-    False: nftnet never deletes it)."""
+    """A runtime endpoint's record: its config entry's fields and its link's."""
 
     network: str
     ipv4: str | None = None
@@ -33,55 +36,38 @@ class RuntimeEndpoint:
     host_ifname: str | None = None  # the host end on the bridge
     netns: str | None = None  # attach only: the container's namespace file
     ifname: str | None = None  # attach only: the interface name inside
-    owns_link: bool = True
-    owner: str | None = None  # None: people (the CLI); else the driver that holds it
+    owns_link: bool = True  # nftnet made the veth, and deletes it with the endpoint
+    owner: str | None = None
 
-    def entry(self) -> dict[str, Any]:
-        """The endpoint in the config file's format."""
-        out: dict[str, Any] = {"network": self.network}
-        out |= {k: v for k in ("ipv4", "ipv6") if (v := getattr(self, k)) is not None}
-        return out | {"publish": list(self.publish)}
-
-    def to_json(self) -> dict[str, Any]:
-        defaults = RuntimeEndpoint("")
+    def to_json(self) -> Entry:
+        """The stored form: the fields that differ from their defaults (network always)."""
+        blank = RuntimeEndpoint("")
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name == "network" or getattr(self, f.name) != getattr(defaults, f.name)}
+                if f.name == "network" or getattr(self, f.name) != getattr(blank, f.name)}
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> RuntimeEndpoint:
+    def from_json(cls, raw: Entry) -> RuntimeEndpoint:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
-@dataclass
-class RuntimeNetwork:
-    """A network made at runtime: its entry in the config file's format, and who holds it."""
-
-    entry: dict[str, Any]
-    owner: str | None = None
-
-    @property
-    def bridge(self) -> str | None:
-        """The bridge named in the entry (None: the default name, from the loader)."""
-        return self.entry.get("bridge")
-
-    @property
-    def host_binding(self) -> IPv4Address:
-        """``host_binding_ipv4``: all that publishing needs of a network."""
-        binding = self.entry.get("host_binding_ipv4")
-        return IPv4Address(binding) if binding else ANY_IPV4
-
-    def to_json(self) -> dict[str, Any]:
-        return {"entry": self.entry} | ({"owner": self.owner} if self.owner else {})
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> RuntimeNetwork:
-        if "entry" not in raw:  # written before networks had owners: the bare entry
-            return cls(dict(raw))
-        return cls(dict(raw["entry"]), raw.get("owner"))
+def config_entry(raw: Entry) -> Entry:
+    """A stored runtime entry (network or endpoint) as its config file entry."""
+    return {k: v for k, v in raw.items() if k not in ENDPOINT_KEYS}
 
 
-def endpoint_model(name: str, entry: dict[str, Any]) -> Endpoint:
+def owner(raw: Entry) -> str | None:
+    """Who holds a runtime entry: None for people, else the driver's name."""
+    return raw.get("owner")
+
+
+def made_veth(raw: Entry) -> str | None:
+    """The host end of a runtime endpoint's veth where nftnet made it (attach), else None:
+    nftnet makes, re-makes and deletes only those."""
+    return raw.get("host_ifname") if raw.get("owns_link", True) else None
+
+
+def endpoint_model(name: str, entry: Entry) -> Endpoint:
     """An endpoint entry nftnet stored (validated when it was applied or attached) as the
     model, without marshmallow, whose import alone costs more than a ``port publish``."""
     return Endpoint(
@@ -90,3 +76,9 @@ def endpoint_model(name: str, entry: dict[str, Any]) -> Endpoint:
         IPv6Address(entry["ipv6"]) if entry.get("ipv6") else None,
         tuple(parse_publish(str(p)) for p in entry.get("publish") or ()),
     )
+
+
+def host_binding(network_entry: Entry) -> IPv4Address:
+    """A stored network's ``host_binding_ipv4``: all that publishing needs of it."""
+    binding = network_entry.get("host_binding_ipv4")
+    return IPv4Address(binding) if binding else ANY_IPV4

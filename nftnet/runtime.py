@@ -21,11 +21,10 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_interface
 from typing import TYPE_CHECKING, Any
 
-from nftnet import crash
+from nftnet import crash, records
 from nftnet.compile.elements import port_elements
 from nftnet.config.checks import host_problem
 from nftnet.config.document import Path_, format_path
-from nftnet.config.dump import stored_binding, stored_endpoint
 from nftnet.config.model import (
     Config,
     Endpoint,
@@ -41,36 +40,43 @@ from nftnet.nft.generation import after_one_commit, generation
 from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Elements
 from nftnet.nft.transaction import Transaction
-from nftnet.plan import format_port
+from nftnet.records import config_entry, endpoint_model, host_binding, made_veth
+from nftnet.results import EndpointChange, NetworkChange, PortChange
 from nftnet.state import State, StateDir, runtime_change
 
 if TYPE_CHECKING:
     from nftnet.apply import Applier
     from nftnet.link.veth import VethSpec
+    from nftnet.nft.backend import NftBackend
 
 Label = Callable[[Path_], str]  # a field's path as the command's user names it
 
 
 @dataclass
 class Step:
-    """What one runtime change does: its transaction and lines, and the veth it makes
+    """What one runtime change does: its transaction and result, and the veth it makes
     (attach) or the host end of the veth it deletes (detach)."""
 
     tx: Transaction
-    lines: list[str]
+    result: Any
     make: VethSpec | None = None
     remove: str | None = None
 
 
 class Runtime:
-    def __init__(self, state_dir: StateDir, applier: Applier | None = None) -> None:
+    def __init__(self, state_dir: StateDir, applier: Applier | None = None,
+                 nft: NftBackend | None = None) -> None:
         self.state_dir = state_dir
         self._applier = applier
+        self._nft = nft
 
     @cached_property
-    def nft(self) -> LibNft:
-        """libnftables, loaded on first use: the listing commands never need it."""
-        return self._applier.nft if self._applier else LibNft()
+    def nft(self) -> NftBackend:
+        """The nftables backend (libnftables, loaded on first use: the listing commands never
+        need it)."""
+        if self._applier is not None:
+            return self._applier.nft
+        return self._nft if self._nft is not None else LibNft()
 
     @property
     def applier(self) -> Applier:
@@ -107,11 +113,11 @@ class Runtime:
         """The endpoint with its effective ports, and its network's host binding."""
         raw, _ = self.entry(state, "endpoints", name)
         net_raw, _ = self.entry(state, "networks", raw["network"])
-        return stored_endpoint(name, _published(state, name, raw)), stored_binding(net_raw)
+        return endpoint_model(name, _published(state, name, raw)), host_binding(net_raw)
 
     # -- ports -----------------------------------------------------------------------------
 
-    def publish(self, name: str, texts: list[str]) -> list[str]:
+    def publish(self, name: str, texts: list[str]) -> PortChange:
         """Publish ports of endpoint ``name``; ConfigError names a clash and its holder."""
         def change(state: State) -> Step:
             ep, binding = self.endpoint(state, name)
@@ -122,10 +128,10 @@ class Runtime:
             for text in texts:
                 _discard(state.runtime["unpublish"].get(name, []), text)
                 target.append(text)
-            return Step(_elements_tx(maps, "add"), [f"+ port {m}" for m in _show(maps)])
+            return Step(_elements_tx(maps, "add"), PortChange(name, added=tuple(maps)))
         return self._change(name, change)
 
-    def unpublish(self, name: str, texts: list[str]) -> list[str]:
+    def unpublish(self, name: str, texts: list[str]) -> PortChange:
         def change(state: State) -> Step:
             ep, binding = self.endpoint(state, name)
             raw, is_runtime = self.entry(state, "endpoints", name)
@@ -140,13 +146,13 @@ class Runtime:
                     state.runtime["publish"].get(name, [])
                 if not _discard(runtime_list, held.text):
                     state.runtime["unpublish"].setdefault(name, []).append(held.text)
-            return Step(_elements_tx(maps, "delete"), [f"- port {m}" for m in _show(maps)])
+            return Step(_elements_tx(maps, "delete"), PortChange(name, removed=tuple(maps)))
         return self._change(name, change)
 
     # -- endpoints -------------------------------------------------------------------------
 
     def attach(self, name: str, network: str, netns: str, ipv4: str, ipv6: str | None,
-               publish: list[str], ifname: str) -> list[str]:
+               publish: list[str], ifname: str) -> EndpointChange:
         from marshmallow import ValidationError
 
         from nftnet.config.load import load_entry
@@ -174,13 +180,12 @@ class Runtime:
             entry = {**raw, "netns": netns, "ifname": ifname, "host_ifname": host_ifname(name)}
             state.runtime["endpoints"][name] = entry
             spec = _veth_spec(name, net, ep, entry)
-            lines = [f"+ endpoint {name} on {network}: "
-                     + " ".join(str(a) for a in spec.addresses)]
-            return Step(_elements_tx(maps, "add"), lines + [f"+ port {m}" for m in _show(maps)],
-                        make=spec)
+            result = EndpointChange(name, network, True, spec.addresses, spec.host_ifname,
+                                    PortChange(name, added=tuple(maps)))
+            return Step(_elements_tx(maps, "add"), result, make=spec)
         return self._change(name, change)
 
-    def detach(self, name: str) -> list[str]:
+    def detach(self, name: str) -> EndpointChange:
         def change(state: State) -> Step:
             raw, is_runtime = self.entry(state, "endpoints", name)
             if not is_runtime:
@@ -190,13 +195,96 @@ class Runtime:
             maps = _release(state, [m for spec in ep.publish for m in expand(spec, ep, binding)])
             del state.runtime["endpoints"][name]
             state.runtime["publish"].pop(name, None)
-            return Step(_elements_tx(maps, "delete"), [f"- endpoint {name}"],
-                        remove=raw["host_ifname"])
+            result = EndpointChange(name, ep.network, False, host_ifname=raw.get("host_ifname"),
+                                    ports=PortChange(name, removed=tuple(maps)))
+            return Step(_elements_tx(maps, "delete"), result, remove=made_veth(raw))
         return self._change(name, change)
+
+    def register(self, name: str, network: str, *, ipv4: str | None, ipv6: str | None,
+                 publish: list[str], host_ifname: str | None, owner: str) -> EndpointChange:
+        """Register an endpoint on an interface someone else made (a driver's: Docker's veth,
+        the CNI bridge plugin's), with the addresses its IPAM gave and its ports, in one
+        transaction of elements. The same name registered again by the same owner is
+        replaced in that one transaction. nftnet never makes or deletes its link.
+
+        ConfigError names what is wrong: a network that does not exist, an address outside
+        its subnet or held by another endpoint, a port held by another, ``host_ifname`` not
+        on the network's bridge, a name held by someone else."""
+        from nftnet.config.load import load_entry
+
+        label = _option_label("endpoints", name, {"publish": publish})
+
+        def change(state: State) -> Step:
+            old = state.runtime["endpoints"].get(name)
+            if name in (state.config.get("endpoints") or {}) or (
+                    old is not None and records.owner(old) != owner):
+                holder = "the config file" if old is None else records.owner(old) or "people"
+                raise ConfigError([f"endpoint {name!r} exists already (held by {holder})"])
+            released: list[PortMapping] = []
+            if old is not None:  # replaced: its ports go in the same transaction
+                ep, binding = self.endpoint(state, name)
+                released = _release(state, [m for spec in ep.publish
+                                            for m in expand(spec, ep, binding)])
+                del state.runtime["endpoints"][name]
+                state.runtime["publish"].pop(name, None)
+                state.runtime["unpublish"].pop(name, None)
+            net_raw, _ = self.entry(state, "networks", network)
+            net = load_entry("networks", network, config_entry(net_raw))
+            assert isinstance(net, Network)
+            if ipv4 is None and ipv6 is None:
+                raise ConfigError([f"endpoint {name}: an endpoint needs ipv4, ipv6 or both"])
+            raw = {"network": network, **_addresses(state, net, ipv4, ipv6, label),
+                   "publish": publish}
+            ep = load_entry("endpoints", name, raw, label)
+            assert isinstance(ep, Endpoint)
+            if host_ifname is not None:
+                _on_bridge(host_ifname, net.bridge, label)
+            maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish),
+                          lambda i: label(("endpoints", name, "publish", i)))
+            state.runtime["endpoints"][name] = records.RuntimeEndpoint(
+                network, raw.get("ipv4"), raw.get("ipv6"), publish, host_ifname,
+                owns_link=False, owner=owner).to_json()
+            tx = _elements_tx(released, "delete")
+            tx.ops += _elements_tx(maps, "add").ops
+            addresses = tuple(ip_interface(f"{a}/{s.prefixlen}") for a, s in (
+                (ep.ipv4, net.subnet4), (ep.ipv6, net.subnet6)) if a is not None and s)
+            result = EndpointChange(name, network, True, addresses, host_ifname,
+                                    PortChange(name, tuple(maps), tuple(released)))
+            return Step(tx, result)
+        return self._change(name, change)
+
+    def unregister(self, name: str, owner: str) -> EndpointChange | None:
+        """Remove an endpoint ``owner`` registered, with its ports; None (no error) when there
+        is none, nothing is applied, or no state directory exists: a runtime's delete must
+        succeed on what is gone already. Its link stays: it is the runtime's."""
+        state = self.state_dir.load() if self.state_dir.path.exists() else None
+        if state is None or name not in state.runtime["endpoints"]:
+            return None
+
+        def change(state: State) -> Step:
+            raw = state.runtime["endpoints"].get(name)
+            if raw is None:
+                raise _Gone  # another delete of it ran first
+            if records.owner(raw) != owner:
+                raise ConfigError([f"endpoint {name} is held by {records.owner(raw) or 'people'}"
+                                   f", not by {owner}"])
+            ep, binding = self.endpoint(state, name)
+            maps = _release(state, [m for spec in ep.publish for m in expand(spec, ep, binding)])
+            del state.runtime["endpoints"][name]
+            state.runtime["publish"].pop(name, None)
+            state.runtime["unpublish"].pop(name, None)
+            result = EndpointChange(name, ep.network, False, host_ifname=raw.get("host_ifname"),
+                                    ports=PortChange(name, removed=tuple(maps)))
+            return Step(_elements_tx(maps, "delete"), result, remove=made_veth(raw))
+        try:
+            return self._change(name, change)  # type: ignore[no-any-return]
+        except _Gone:
+            return None
 
     # -- networks (rare: a full apply, so bridges, sysctls and sets all follow) -----------
 
-    def create_network(self, name: str, raw: dict[str, Any]) -> list[str]:
+    def create_network(self, name: str, raw: dict[str, Any], owner: str | None = None
+                       ) -> NetworkChange:
         """Create network ``name`` from ``raw`` (its config entry); ConfigError names the
         option at fault and, for a clash, the network that holds the subnet or bridge."""
         from dataclasses import replace
@@ -212,24 +300,40 @@ class Runtime:
             self.recover()
             prev = self.state_dir.load()
             state = copy.deepcopy(prev) if prev else State(config={"version": 1})
-            if name in state.runtime["networks"] or name in (state.config.get("networks") or {}):
-                raise ConfigError([f"network {name!r} exists already"])
+            held = state.runtime["networks"].get(name)
+            if owner is not None and held is not None and records.owner(held) == owner \
+                    and records.config_entry(held) == raw:
+                return NetworkChange(name, True, changed=False)  # a driver's repeat: as asked
+            if held is not None or name in (state.config.get("networks") or {}):
+                raise ConfigError([f"network {name!r} exists already"
+                                   + (f" (held by {records.owner(held)})"
+                                      if held is not None and records.owner(held) else "")])
             there = effective_config(state.config, state.runtime)
             config = replace(there, networks={**there.networks, name: net})
             if problems := check_config(config, new=name):
                 raise ConfigError([f"{label(path)}: {message}" for path, message in problems])
-            state.runtime["networks"][name] = raw
+            state.runtime["networks"][name] = {**raw, **({"owner": owner} if owner else {})}
             self._converge(state, prev, config)
-            return [f"+ network {name}"]
+            return NetworkChange(name, True)
 
-    def remove_network(self, name: str, force: bool) -> list[str]:
+    def remove_network(self, name: str, force: bool, owner: str | None = None,
+                       missing_ok: bool = False) -> NetworkChange:
+        """Remove a runtime network; ``force`` removes its runtime endpoints with it. A
+        driver (``owner``) may remove only its own, and with ``missing_ok`` one that is gone
+        already is no error."""
         from nftnet.link import bridges
 
         with self.state_dir.locked():
             self.recover()
+            prev = self.state_dir.load()
+            if missing_ok and (prev is None or name not in prev.runtime["networks"]):
+                return NetworkChange(name, False, changed=False)
             prev = self.state()
             state = copy.deepcopy(prev)
-            _, is_runtime = self.entry(state, "networks", name)
+            raw, is_runtime = self.entry(state, "networks", name)
+            if is_runtime and records.owner(raw) != owner:
+                raise ConfigError([f"network {name} is held by {records.owner(raw) or 'people'}"
+                                   ", not by " + (owner or "people")])
             if not is_runtime:
                 raise ConfigError([f"network {name} is declared in the config file; remove it "
                                    "there and apply"])
@@ -240,20 +344,18 @@ class Runtime:
             if declared_users or (users and not force):
                 raise NftnetError(f"network {name} still has endpoints: {', '.join(users)} "
                                   "(detach them, or --force to detach runtime ones)")
-            lines = []
             for user in users:  # their veths go with the change (Applier.converge)
                 del state.runtime["endpoints"][user]
                 state.runtime["publish"].pop(user, None)
-                lines.append(f"- endpoint {user}")
             bridge = self.entry(state, "networks", name)[0].get("bridge") or f"nft-{name}"
             del state.runtime["networks"][name]
             self._converge(state, prev, drop=[bridge])
-            lines.append(f"- network {name}")
             seen = bridges.observe().get(bridge)
-            if bridge in prev.created_bridges and seen is not None and not seen.marked:
-                lines.append(f"kept bridge {bridge}: it lacks nftnet's mark (ifalias "
-                             f"{bridges.MARK!r}), so nftnet did not make it")
-            return lines
+            notes = (f"kept bridge {bridge}: it lacks nftnet's mark (ifalias {bridges.MARK!r}), "
+                     "so nftnet did not make it",
+                     ) if bridge in prev.created_bridges and seen is not None and not seen.marked \
+                else ()
+            return NetworkChange(name, False, endpoints=tuple(users), notes=notes)
 
     def _converge(self, state: State, prev: State | None, config: Config | None = None,
                   drop: list[str] | None = None) -> None:
@@ -268,7 +370,7 @@ class Runtime:
 
     # -- the journal -----------------------------------------------------------------------
 
-    def _change(self, endpoint: str, change: Callable[[State], Step]) -> list[str]:
+    def _change(self, endpoint: str, change: Callable[[State], Step]) -> Any:
         """Apply one small change to ``endpoint`` under the lock, through the journal; heal
         first if needed."""
         with self.state_dir.locked():
@@ -282,7 +384,7 @@ class Runtime:
                 pending = self.state_dir.pending()
                 assert pending is not None
                 self.applier.complete(*pending)  # links too
-                return step.lines
+                return step.result
             try:
                 self._links_and_kernel(step)
             except NftnetError:
@@ -295,7 +397,7 @@ class Runtime:
                 crash.point("links-removed")
             self.state_dir.commit()
             self.state_dir.save_generation(after_one_commit(before))
-            return step.lines
+            return step.result
 
     def _links_and_kernel(self, step: Step) -> None:
         """The veth ``step`` makes, then its transaction; the veth goes again if the kernel
@@ -339,8 +441,7 @@ def _published(state: State, name: str, raw: dict[str, Any]) -> dict[str, Any]:
     gone = state.runtime["unpublish"].get(name, [])
     publish = [p for p in raw.get("publish") or [] if p not in gone]
     publish += state.runtime["publish"].get(name, [])
-    return {k: v for k, v in raw.items() if k not in ("netns", "ifname", "host_ifname")} | {
-        "publish": publish}
+    return config_entry(raw) | {"publish": publish}
 
 
 def _index(state: State) -> PortIndex:
@@ -384,8 +485,21 @@ def _elements_tx(maps: list[PortMapping], verb: str) -> Transaction:
     return tx
 
 
-def _show(maps: list[PortMapping]) -> list[str]:
-    return [format_port(m) for m in maps]
+class _Gone(Exception):
+    """What a change concerns is gone already: nothing to do (raised before any record)."""
+
+
+def _on_bridge(host_ifname: str, bridge: str, label: Label) -> None:
+    """ConfigError unless link ``host_ifname`` exists and is a port of ``bridge`` (one raw
+    dump: no pyroute2)."""
+    from nftnet.link import bridges
+
+    links = bridges.observe()
+    port, seen = links.get(host_ifname), links.get(bridge)
+    if port is None:
+        raise ConfigError([f"{label(('host_ifname',))}: no interface {host_ifname}"])
+    if seen is None or port.master != seen.index:
+        raise ConfigError([f"{label(('host_ifname',))}: {host_ifname} is not on bridge {bridge}"])
 
 
 def _used(state: State, network: str) -> set[IPAddress]:
@@ -454,7 +568,7 @@ def _option_label(kind: str, name: str, raw: dict[str, Any]) -> Label:
 
 _OPTIONS = {"subnets": "--subnet", "subnet": "--subnet", "bridge": "--bridge",
             "ipv4": "--ipv4", "ipv6": "--ipv6", "publish": "-p", "network": "--network",
-            "ifname": "--ifname"}
+            "ifname": "--ifname", "host_ifname": "host interface"}
 
 
 def host_ifname(endpoint: str) -> str:
@@ -467,10 +581,10 @@ def host_ifname(endpoint: str) -> str:
 def veth_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Runtime endpoints (name -> entry) before and after a change: the endpoints whose veth
     it makes, and the host ends of the veths it deletes."""
-    make = [n for n, e in after.items() if before.get(n, {}).get("host_ifname")
-            != e["host_ifname"]]
-    gone = [e["host_ifname"] for n, e in before.items() if after.get(n, {}).get("host_ifname")
-            != e["host_ifname"]]
+    make = [n for n, e in after.items()
+            if made_veth(e) and made_veth(before.get(n, {})) != made_veth(e)]
+    gone = [veth for n, e in before.items()
+            if (veth := made_veth(e)) and made_veth(after.get(n, {})) != veth]
     return make, gone
 
 

@@ -55,29 +55,3 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
         "ports": [format_port(m) for m in mappings(config)],
         "counters": _counters(listing),
     }
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
-
-
-def format_status(status: dict[str, Any]) -> str:
-    if not status["applied"]:
-        return "nothing applied yet (run nftnet apply -f FILE)"
-    sync = {True: "yes", False: "NO (table inet nftnet is gone)",
-            None: "unknown: the ruleset changed since (nftnet check compares)"}
-    parts = [f"kernel in sync with the last apply: {sync[status['in_sync']]}", ""]
-    parts.append(_table([["NETWORK", "BRIDGE", "STATE", "SUBNETS", "ICC", "MASQ", "INTERNAL"]] + [
-        [n["name"], n["bridge"], n["bridge_state"], ",".join(n["subnets"]), str(n["icc"]),
-         str(n["masquerade"]), str(n["internal"])] for n in status["networks"]]))
-    if status["endpoints"]:
-        parts += ["", _table([["ENDPOINT", "NETWORK", "IPV4", "IPV6"]] + [
-            [e["name"], e["network"], e["ipv4"] or "-", e["ipv6"] or "-"]
-            for e in status["endpoints"]])]
-    if status["ports"]:
-        parts += ["", "PUBLISHED", *(f"  {p}" for p in status["ports"])]
-    parts += ["", _table([["CHAIN", "RULE", "PACKETS", "BYTES"]] + [
-        [c["chain"], c["rule"], str(c["packets"]), str(c["bytes"])] for c in status["counters"]])]
-    return "\n".join(parts)

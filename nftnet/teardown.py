@@ -22,6 +22,7 @@ from nftnet.nft.backend import TABLE_SPEC
 from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Table
 from nftnet.nft.transaction import Transaction
+from nftnet.records import made_veth
 from nftnet.state import StateDir, create_file
 
 
@@ -32,6 +33,7 @@ class Plan:
     veths: list[str] = field(default_factory=list)
     bridges: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # links --keep-bridges leaves
+    keep_links: bool = False  # --keep-bridges
     # bridges the state lists that lack nftnet's mark (bridges.MARK): not nftnet's, kept
     unmarked: list[str] = field(default_factory=list)
     forwarding: list[int] = field(default_factory=list)
@@ -66,13 +68,13 @@ def plan(state_dir: StateDir, nft: LibNft, keep_links: bool) -> Plan:
     pending = state_dir.pending()
     states = [s for s in pending or (state_dir.load(),) if s is not None]
     rules = nft.chain_rules_text(names.USER_CHAIN)
-    out = Plan(table=nft.list(TABLE_SPEC) is not None, state=bool(states),
+    out = Plan(table=nft.list(TABLE_SPEC) is not None, state=bool(states), keep_links=keep_links,
                user_rules=[text for _, text in rules or []])
     if not states:
         return out
     links = bridges.observe()
-    out.veths = sorted({ep["host_ifname"] for s in states for ep in s.runtime["endpoints"].values()
-                        if ep["host_ifname"] in links})
+    out.veths = sorted({veth for s in states for ep in s.runtime["endpoints"].values()
+                        if (veth := made_veth(ep)) and veth in links})
     # a pending change records bridges before it makes them: a link of that name since made
     # by someone else is no bridge of nftnet's; a listed bridge without nftnet's mark stays
     listed = sorted({b for s in states for b in s.created_bridges

@@ -7,12 +7,8 @@ import sys
 
 import click
 
-from nftnet.apply import Applier, desired
-from nftnet.config.load import load_config
-from nftnet.errors import StateError
-from nftnet.nft import scratch
-from nftnet.state import State, StateDir
-from nftnet.status import collect_status, format_status
+from nftnet.api import Engine, load_config
+from nftnet.cli.format import apply_lines, format_status
 
 CONFIG = click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False,
                       allow_dash=True), help="Config file (YAML or JSON, at most 64 MiB; - for "
@@ -26,7 +22,7 @@ OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), de
 @click.option("--dry-run", is_flag=True, help="Validate and show what would change; change "
               "nothing.")
 @click.pass_obj
-def apply_cmd(state_dir: StateDir, path: str, dry_run: bool) -> None:
+def apply_cmd(engine: Engine, path: str, dry_run: bool) -> None:
     """Make the kernel match the config, atomically.
 
     Creates missing bridges (existing ones are adopted, never deleted), switches on IP
@@ -34,17 +30,16 @@ def apply_cmd(state_dir: StateDir, path: str, dry_run: bool) -> None:
     The user chain keeps hand-added rules unless the config has a user_rules key. Applying
     the same config again changes nothing and says so.
     """
-    result = Applier(state_dir).apply(load_config(path), dry_run=dry_run)
-    click.echo("\n".join(result.lines))
+    click.echo("\n".join(apply_lines(engine.apply(load_config(path), dry_run=dry_run))))
 
 
 @click.command("plan")
 @CONFIG
 @click.pass_obj
-def plan_cmd(state_dir: StateDir, path: str) -> None:
+def plan_cmd(engine: Engine, path: str) -> None:
     """Show what `apply` would change (same as apply --dry-run)."""
-    result = Applier(state_dir).apply(load_config(path), dry_run=True)
-    click.echo("\n".join(result.lines[1:] if result.changed else result.lines))
+    lines = apply_lines(engine.apply(load_config(path), dry_run=True))
+    click.echo("\n".join(lines[1:] if len(lines) > 1 else lines))
 
 
 @click.command("render")
@@ -53,34 +48,27 @@ def plan_cmd(state_dir: StateDir, path: str) -> None:
               show_default=True, help="json: exactly the batch apply sends (load it with "
               "`nft -j -f`); nft: the table it builds, in nft syntax.")
 @click.pass_obj
-def render_cmd(state_dir: StateDir, path: str, fmt: str) -> None:
+def render_cmd(engine: Engine, path: str, fmt: str) -> None:
     """Print the ruleset for a config without applying it; needs no root.
 
     User rules and the nft format are handled by nft itself in a private, throwaway network
     namespace (unshare), so nothing on the host changes.
     """
-    want = desired(load_config(path), _readable_state(state_dir))
+    config = load_config(path)
     if fmt == "json":
-        json.dump(want.batch, sys.stdout, indent=1)
+        json.dump(engine.render(config), sys.stdout, indent=1)
         click.echo()
     else:
-        click.echo(scratch.render_text(want.batch), nl=False)
+        click.echo(engine.render_text(config), nl=False)
 
 
 @click.command("status")
 @OUTPUT
 @click.pass_obj
-def status_cmd(state_dir: StateDir, output: str) -> None:
+def status_cmd(engine: Engine, output: str) -> None:
     """Networks, endpoints, published ports and counters of what is applied."""
-    status = collect_status(state_dir)
+    status = engine.status()
     if output == "json":
         click.echo(json.dumps(status, indent=1))
     else:
         click.echo(format_status(status))
-
-
-def _readable_state(state_dir: StateDir) -> State | None:
-    try:
-        return state_dir.load()
-    except StateError:  # render must work where the state is not readable (no root)
-        return None

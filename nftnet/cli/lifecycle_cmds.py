@@ -7,19 +7,16 @@ import sys
 
 import click
 
-from nftnet import teardown
-from nftnet.check import check, format_report
+from nftnet.api import Engine
 from nftnet.cli.commands import OUTPUT
+from nftnet.cli.format import format_report
 from nftnet.errors import EXIT_RUNTIME, NftnetError
-from nftnet.nft.libnft import LibNft
-from nftnet.restore import restore
-from nftnet.state import StateDir
 
 
 @click.command("check")
 @OUTPUT
 @click.pass_obj
-def check_cmd(state_dir: StateDir, output: str) -> None:
+def check_cmd(engine: Engine, output: str) -> None:
     """Compare the kernel with what nftnet last applied: exit 0 in sync, 1 on drift.
 
     Reports a missing table, chains, rules and set or map elements that differ (the desired
@@ -30,7 +27,7 @@ def check_cmd(state_dir: StateDir, output: str) -> None:
     lets through, and prints the one rule that makes them honour nftnet's mark (warnings do
     not change the exit code). Changes nothing.
     """
-    report = check(state_dir)
+    report = engine.check()
     if report is None:
         click.echo(json.dumps({"applied": False}) if output == "json" else
                    "nothing applied yet: nothing to check")
@@ -43,7 +40,7 @@ def check_cmd(state_dir: StateDir, output: str) -> None:
 
 @click.command("restore")
 @click.pass_obj
-def restore_cmd(state_dir: StateDir) -> None:
+def restore_cmd(engine: Engine) -> None:
     """Put back what nftnet last applied: after `nft flush ruleset`, a reboot, a restart of
     nftables.service or a partial deletion. Idempotent.
 
@@ -54,7 +51,7 @@ def restore_cmd(state_dir: StateDir) -> None:
     reported, and restore exits 1, as for anything else it cannot mend. Exits 0 when nothing
     was applied yet, so that it can run at every boot.
     """
-    lines, unrestored = restore(state_dir)
+    lines, unrestored = engine.restore()
     click.echo("\n".join(lines))
     if unrestored:
         raise click.exceptions.Exit(EXIT_RUNTIME)
@@ -65,7 +62,7 @@ def restore_cmd(state_dir: StateDir) -> None:
 @click.option("--keep-bridges", is_flag=True, help="Keep the bridges and veths nftnet made; "
               "containers on them stay connected, without nftnet's firewall.")
 @click.pass_obj
-def teardown_cmd(state_dir: StateDir, yes: bool, keep_bridges: bool) -> None:
+def teardown_cmd(engine: Engine, yes: bool, keep_bridges: bool) -> None:
     """Remove everything nftnet made, after saying what and asking.
 
     Removes the veths of runtime endpoints, the bridges nftnet created (never adopted ones),
@@ -74,22 +71,20 @@ def teardown_cmd(state_dir: StateDir, yes: bool, keep_bridges: bool) -> None:
     first saved to a file beside the state directory, in nft syntax; its path is printed.
     Other tables are never touched. Without a terminal, --yes is required (exit 2).
     """
-    nft = LibNft()
-    with state_dir.locked():
-        plan = teardown.plan(state_dir, nft, keep_bridges)
-        if plan.empty:
-            state_dir.remove()
-            click.echo("nothing to tear down")
-            return
-        click.echo("nftnet teardown removes:")
-        click.echo("\n".join(plan.lines(state_dir)))
-        if not yes:
-            if not sys.stdin.isatty():
-                raise click.UsageError("not run from a terminal: add --yes to tear down "
-                                       "without being asked")
-            if not click.confirm("Remove all of this?"):
-                raise NftnetError("nothing removed")
-        if plan.user_rules:
-            path = teardown.save_user_rules(plan.user_rules, state_dir.path.resolve().parent)
-            click.echo(f"saved the user chain's {len(plan.user_rules)} rule(s) to {path}")
-        click.echo("\n".join(teardown.execute(plan, state_dir, nft)))
+    plan = engine.teardown_plan(keep_bridges)
+    if plan.empty:
+        engine.forget()
+        click.echo("nothing to tear down")
+        return
+    click.echo("nftnet teardown removes:")
+    click.echo("\n".join(plan.lines(engine.state_dir)))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("not run from a terminal: add --yes to tear down "
+                                   "without being asked")
+        if not click.confirm("Remove all of this?"):
+            raise NftnetError("nothing removed")
+    saved, lines = engine.teardown(plan)
+    if saved is not None:
+        click.echo(f"saved the user chain's {len(plan.user_rules)} rule(s) to {saved}")
+    click.echo("\n".join(lines))

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import click
 
+from nftnet.api import DEFAULT_DIR, Engine
 from nftnet.errors import EXIT_BUG, EXIT_INTERRUPTED, NftnetError
-from nftnet.state import DEFAULT_DIR, StateDir
 
 # Each command's module is imported only when that command runs (or help lists it): a
 # `port publish` must not pay for marshmallow, pyroute2 and the compiler at start-up.
@@ -73,7 +73,7 @@ def cli(ctx: click.Context, state_dir: str) -> None:
     Start with `nftnet render -f config.yaml` (no root needed), then `nftnet apply -f
     config.yaml`.
     """
-    ctx.obj = StateDir(state_dir)
+    ctx.obj = Engine(state_dir)
 
 
 
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception:
-        where = StateDir(_state_dir_arg(argv)).log_error(traceback.format_exc())
+        where = Engine(_state_dir_arg(argv)).state_dir.log_error(traceback.format_exc())
         click.echo(f"nftnet: unexpected error ({sys.exc_info()[1]!r}); "
                    f"details in {where or 'stderr'}", err=True)
         if where is None:

@@ -9,10 +9,9 @@ from typing import Any
 
 import click
 
-from nftnet.compile.elements import owned_mappings
+from nftnet.api import Engine, netns_path
+from nftnet.cli.format import endpoint_lines, network_lines, port_lines
 from nftnet.plan import format_port
-from nftnet.runtime import Runtime
-from nftnet.state import StateDir
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
                       show_default=True, help="table for people, json for scripts.")
@@ -37,14 +36,11 @@ def _table(rows: list[dict[str, Any]], output: str) -> None:
         click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
 
 
-def _effective(state_dir: StateDir) -> Any:
-    from nftnet.apply import effective_config
-
-    runtime = Runtime(state_dir)
-    with state_dir.locked():
-        runtime.recover()
-        state = runtime.state()
-    return state, effective_config(state.config, state.runtime)
+def _source(owners: dict[str, str | None], name: str) -> str:
+    """Where an entry comes from: the config file, people at runtime, or a driver."""
+    if name not in owners:
+        return "config"
+    return owners[name] or "runtime"
 
 
 @click.group("endpoint")
@@ -65,36 +61,34 @@ def endpoint_group() -> None:
               "repeatable.")
 @click.option("--ifname", default="eth0", show_default=True, help="Interface name inside.")
 @click.pass_obj
-def attach_cmd(state_dir: StateDir, name: str, network: str, netns: str | None,
+def attach_cmd(engine: Engine, name: str, network: str, netns: str | None,
                pid: int | None, ipv4: str, ipv6: str, publish: tuple[str, ...],
                ifname: str) -> None:
     """Give a container a veth on NETWORK's bridge (hairpin on), an address, a default route
     via the gateway, and its published ports: one small transaction."""
-    from nftnet.link.veth import netns_path
-
     if (netns is None) == (pid is None):
         raise click.UsageError("give exactly one of --netns and --pid")
     path = netns_path(netns, pid)
-    _echo(Runtime(state_dir).attach(name, network, path, ipv4, ipv6, list(publish), ifname))
+    _echo(endpoint_lines(engine.attach(name, network, path, ipv4, ipv6, list(publish), ifname)))
 
 
 @endpoint_group.command("detach")
 @click.argument("name")
 @click.pass_obj
-def detach_cmd(state_dir: StateDir, name: str) -> None:
+def detach_cmd(engine: Engine, name: str) -> None:
     """Remove an attached endpoint: its veth, its ports, its address."""
-    _echo(Runtime(state_dir).detach(name))
+    _echo(endpoint_lines(engine.detach(name)))
 
 
 @endpoint_group.command("ls")
 @OUTPUT
 @click.pass_obj
-def endpoint_ls(state_dir: StateDir, output: str) -> None:
+def endpoint_ls(engine: Engine, output: str) -> None:
     """Every endpoint, declared in the config file or attached at runtime."""
-    state, config = _effective(state_dir)
+    state, config = engine.effective()
+    owners = engine.owners(state)["endpoints"]
     _table([{"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),
-             "ipv6": e.ipv6 and str(e.ipv6),
-             "source": "runtime" if e.name in state.runtime["endpoints"] else "config",
+             "ipv6": e.ipv6 and str(e.ipv6), "source": _source(owners, e.name),
              "ports": len(e.publish)} for e in config.endpoints.values()], output)
 
 
@@ -107,28 +101,28 @@ def port_group() -> None:
 @click.argument("endpoint")
 @click.argument("specs", nargs=-1, required=True)
 @click.pass_obj
-def publish_cmd(state_dir: StateDir, endpoint: str, specs: tuple[str, ...]) -> None:
+def publish_cmd(engine: Engine, endpoint: str, specs: tuple[str, ...]) -> None:
     """Publish SPECS (Docker -p syntax: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO])."""
-    _echo(Runtime(state_dir).publish(endpoint, list(specs)))
+    _echo(port_lines(engine.publish(endpoint, list(specs))))
 
 
 @port_group.command("unpublish")
 @click.argument("endpoint")
 @click.argument("specs", nargs=-1, required=True)
 @click.pass_obj
-def unpublish_cmd(state_dir: StateDir, endpoint: str, specs: tuple[str, ...]) -> None:
+def unpublish_cmd(engine: Engine, endpoint: str, specs: tuple[str, ...]) -> None:
     """Stop publishing SPECS (as they were published)."""
-    _echo(Runtime(state_dir).unpublish(endpoint, list(specs)))
+    _echo(port_lines(engine.unpublish(endpoint, list(specs))))
 
 
 @port_group.command("ls")
 @OUTPUT
 @click.pass_obj
-def port_ls(state_dir: StateDir, output: str) -> None:
+def port_ls(engine: Engine, output: str) -> None:
     """Every published port, one row per host binding."""
-    _, config = _effective(state_dir)
-    _table([{"port": format_port(m), "endpoint": name}
-            for name, m in owned_mappings(config)], output)
+    _, config = engine.effective()
+    _table([{"port": format_port(m), "endpoint": name} for name, _, m in config.published],
+           output)
 
 
 @click.group("network")
@@ -147,33 +141,34 @@ def network_group() -> None:
 @click.option("--no-masquerade", is_flag=True, help="Outbound traffic keeps container "
               "addresses.")
 @click.pass_obj
-def network_create(state_dir: StateDir, name: str, subnets: tuple[str, ...], bridge: str | None,
+def network_create(engine: Engine, name: str, subnets: tuple[str, ...], bridge: str | None,
                    icc: bool, internal: bool, no_masquerade: bool) -> None:
     """Create a network (bridge, addresses, sets) at runtime."""
     raw: dict[str, Any] = {"subnets": list(subnets), "icc": icc, "internal": internal,
                            "masquerade": not no_masquerade}
     if bridge:
         raw["bridge"] = bridge
-    _echo(Runtime(state_dir).create_network(name, raw))
+    _echo(network_lines(engine.create_network(name, raw)))
 
 
 @network_group.command("rm")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Detach its runtime endpoints first.")
 @click.pass_obj
-def network_rm(state_dir: StateDir, name: str, force: bool) -> None:
+def network_rm(engine: Engine, name: str, force: bool) -> None:
     """Remove a network created at runtime (refused while endpoints use it)."""
-    _echo(Runtime(state_dir).remove_network(name, force))
+    _echo(network_lines(engine.remove_network(name, force)))
 
 
 @network_group.command("ls")
 @OUTPUT
 @click.pass_obj
-def network_ls(state_dir: StateDir, output: str) -> None:
+def network_ls(engine: Engine, output: str) -> None:
     """Every network, declared or created at runtime."""
-    state, config = _effective(state_dir)
+    state, config = engine.effective()
+    owners = engine.owners(state)["networks"]
     _table([{"name": n.name, "bridge": n.bridge,
              "subnets": ",".join(str(s) for s in (n.subnet4, n.subnet6) if s),
              "icc": n.icc, "internal": n.internal, "masquerade": n.masquerade,
-             "source": "runtime" if n.name in state.runtime["networks"] else "config"}
+             "source": _source(owners, n.name)}
             for n in config.networks.values()], output)

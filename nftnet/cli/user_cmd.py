@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import TYPE_CHECKING
 
 import click
 
-from nftnet import names
+from nftnet.api import Engine
 from nftnet.cli.commands import OUTPUT
 from nftnet.config.rule_languages import FAMILIES, to_nft
-from nftnet.errors import ConfigError, NftnetError, TransactionError
-from nftnet.nft import scratch
-from nftnet.nft.libnft import LibNft
-from nftnet.nft.objects import Json, user_rule
-from nftnet.nft.transaction import Transaction
-from nftnet.restore import record_user_chain
-from nftnet.state import StateDir
+from nftnet.errors import ConfigError
 
-CHAIN = f"{names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
-Rules = list[tuple[int, str]]  # (handle, nft text), in chain order
+if TYPE_CHECKING:
+    from nftnet.user_chain import RuleChange
 
 
 class _RuleCommand(click.Command):
@@ -39,14 +34,6 @@ class _RuleCommand(click.Command):
         return super().parse_args(ctx, [*args[:i], "--", *rule])
 
 
-def _rules(nft: LibNft) -> Rules:
-    rules = nft.chain_rules_text(names.USER_CHAIN)
-    if rules is None:
-        raise NftnetError(f"table {names.FAMILY} {names.TABLE} does not exist: run nftnet apply "
-                          "first")
-    return rules
-
-
 def _nft_text(words: tuple[str, ...], iptables: bool, family: str | None) -> str:
     """The rule in nft syntax. nft joins its words with spaces; iptables gets them as argv."""
     argv = iptables and len(words) > 1
@@ -57,26 +44,11 @@ def _nft_text(words: tuple[str, ...], iptables: bool, family: str | None) -> str
         raise ConfigError([f"RULE: {e}"]) from None
 
 
-def _one_rule(nft: LibNft, rule: str) -> Json:
-    """The rule nft makes of ``rule`` in a scratch copy of the live table (so that it may name
-    people's sets too), proven to be one rule as user_rules entries are."""
-    parsed, problems = scratch.parse_user_rules(scratch.copy_of(nft.list() or []), [rule])
-    if 0 in problems:
-        problem = problems[0]
-        raise ConfigError([f"RULE: nft refuses {rule!r}:\n{problem.message}" if problem.refused
-                           else f"RULE: one rule at a time: {problem.message}"])
-    return parsed[0]
-
-
-def _after_change(state_dir: StateDir, nft: LibNft) -> None:
-    """Record the chain so that `nftnet restore` puts this change back after a flush; or,
-    where the config owns the chain, say that the next apply undoes it."""
-    state = state_dir.load()
-    if state is not None and state.config.get("user_rules") is not None:
+def _echo_change(verb: str, change: RuleChange) -> None:
+    click.echo(f"{verb} rule {change.position}: {change.rule}")
+    if change.config_owns:
         click.echo("note: the applied config sets user_rules, so the next `nftnet apply` puts "
                    "the user chain back to those", err=True)
-    elif state is not None:
-        record_user_chain(state_dir, state, nft)
 
 
 @click.group("user")
@@ -86,9 +58,10 @@ def user_group() -> None:
 
 @user_group.command("ls")
 @OUTPUT
-def ls_cmd(output: str) -> None:
+@click.pass_obj
+def ls_cmd(engine: Engine, output: str) -> None:
     """The user chain's rules in nft syntax, numbered as `add --position` and `rm` count."""
-    rules = _rules(LibNft())
+    rules = engine.user_rules()
     if output == "json":
         click.echo(json.dumps([{"position": i, "handle": handle, "rule": rule}
                                for i, (handle, rule) in enumerate(rules, 1)], indent=1))
@@ -106,7 +79,7 @@ def ls_cmd(output: str) -> None:
 @click.option("--position", metavar="N", type=click.IntRange(min=1),
               help="Insert as rule N (1: first); default: last.")
 @click.pass_obj
-def add_cmd(state_dir: StateDir, words: tuple[str, ...], iptables: bool, family: str | None,
+def add_cmd(engine: Engine, words: tuple[str, ...], iptables: bool, family: str | None,
             position: int | None) -> None:
     """Add a rule to the user chain, in nft syntax (iptables with --iptables).
 
@@ -114,40 +87,12 @@ def add_cmd(state_dir: StateDir, words: tuple[str, ...], iptables: bool, family:
     refuses it, or reads more than one rule from it, nothing changes and the reason is shown
     (exit 2). The kernel then gets the rule nft made of it, not the text.
     """
-    rule = _nft_text(words, iptables, family)
-    nft = LibNft()
-    with state_dir.locked():
-        before = _rules(nft)
-        n = len(before) + 1 if position is None else position
-        if n > len(before) + 1:
-            raise ConfigError([f"--position {n}: the user chain has {len(before)} rule(s)"])
-        parsed = _one_rule(nft, rule)
-        tx = Transaction()
-        if n > len(before):
-            tx.add(user_rule(parsed))
-        else:
-            tx.insert(user_rule(parsed, handle=before[n - 1][0]))
-        try:
-            nft.run(tx.to_json())
-        except TransactionError as e:
-            raise ConfigError([f"RULE: nft refuses {rule!r}:\n{e}"]) from None
-        old = {handle for handle, _ in before}
-        added = next(text for handle, text in _rules(nft) if handle not in old)
-        click.echo(f"added as rule {n}: {added}")
-        _after_change(state_dir, nft)
+    _echo_change("added as", engine.user_add(_nft_text(words, iptables, family), position))
 
 
 @user_group.command("rm")
 @click.argument("n", type=click.IntRange(min=1))
 @click.pass_obj
-def rm_cmd(state_dir: StateDir, n: int) -> None:
+def rm_cmd(engine: Engine, n: int) -> None:
     """Remove rule N (as `nftnet user ls` numbers them) from the user chain."""
-    nft = LibNft()
-    with state_dir.locked():
-        rules = _rules(nft)
-        if n > len(rules):
-            raise ConfigError([f"N: no rule {n}: the user chain has {len(rules)} rule(s)"])
-        handle, text = rules[n - 1]
-        nft.run_text(f"delete rule {CHAIN} handle {handle}")
-        click.echo(f"removed rule {n}: {text}")
-        _after_change(state_dir, nft)
+    _echo_change("removed", engine.user_remove(n))

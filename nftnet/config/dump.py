@@ -1,13 +1,10 @@
-"""A ``Config`` back in the file format, so state on disk is read by the same loader; and
-the few facts a runtime change needs, read back from that format without the loader."""
+"""A ``Config`` back in the file format, so state on disk is read by the same loader."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from nftnet.config.model import ANY_IPV4, Config, Endpoint, Network
-from nftnet.config.publish import parse_publish
+from nftnet.config.model import Config, Endpoint, Network
 
 
 def _network(net: Network) -> dict[str, Any]:
@@ -44,20 +41,3 @@ def dump_config(config: Config) -> dict[str, Any]:
     if rules is not None:
         out["user_rules"] = list(rules)
     return out
-
-
-def stored_endpoint(name: str, raw: dict[str, Any]) -> Endpoint:
-    """An endpoint entry of nftnet's own state (validated when it was applied or attached)
-    as the model, without marshmallow, whose import alone costs more than a ``port publish``."""
-    return Endpoint(
-        name, raw["network"],
-        IPv4Address(raw["ipv4"]) if raw.get("ipv4") else None,
-        IPv6Address(raw["ipv6"]) if raw.get("ipv6") else None,
-        tuple(parse_publish(str(p)) for p in raw.get("publish") or ()),
-    )
-
-
-def stored_binding(raw_network: dict[str, Any]) -> IPv4Address:
-    """A stored network's ``host_binding_ipv4``: all that publishing needs of it."""
-    binding = raw_network.get("host_binding_ipv4")
-    return IPv4Address(binding) if binding else ANY_IPV4

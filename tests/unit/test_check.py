@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nftnet import names
-from nftnet.check import Finding, Report, _element_drift, _Index, _rule_drift, _show, format_report
+from nftnet.check import Finding, Report, _element_drift, _Index, _rule_drift, _show
+from nftnet.cli.format import format_report
 from nftnet.coexist import ForeignDrop
 
 

@@ -28,6 +28,7 @@ from compat.cli import export_cmd, load_hints
 from compat.iptables_save.export import export_save
 from compat.iptables_save.importer import Hints, import_rules
 from compat.iptables_save.parse import STAGE1, STAGE2, USER, parse_save
+from nftnet.api import Engine
 from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config
@@ -190,7 +191,7 @@ CONFIG = {"version": 1, "networks": {"front": {"bridge": "br-front", "subnets": 
 
 
 def run_export(args: list[str], state: Path) -> Any:
-    return CliRunner().invoke(export_cmd, args, obj=StateDir(state))
+    return CliRunner().invoke(export_cmd, args, obj=Engine(state))
 
 
 def test_cli_export_file_both_families(tmp_path: Path) -> None:

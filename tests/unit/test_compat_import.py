@@ -15,8 +15,8 @@ from compat.cli import import_group, load_hints
 from compat.iptables_save.importer import ImportResult, import_rules
 from compat.iptables_save.parse import parse_save
 from compat.rules import iptables_to_nft
+from nftnet.api import Engine
 from nftnet.errors import ConfigError
-from nftnet.state import StateDir
 
 REF = Path(__file__).resolve().parents[3] / "shared/reference/docker-20.10"
 SCENARIOS = sorted(p.name for p in REF.glob("[0-9]*")) if REF.is_dir() else []
@@ -245,7 +245,7 @@ def test_unmapped_rules_are_reported_one_by_one() -> None:
 
 
 def invoke(args: list[str], tmp: str = "/nonexistent") -> Any:
-    return CliRunner().invoke(import_group, ["iptables-save", *args], obj=StateDir(tmp))
+    return CliRunner().invoke(import_group, ["iptables-save", *args], obj=Engine(tmp))
 
 
 def test_cli_writes_config_and_reports_on_stderr(tmp_path: Path) -> None:

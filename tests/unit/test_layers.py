@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects.py",
-        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py",
+        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py", "nftnet/records.py",
         "nftnet/nft/backend.py", "nftnet/nft/fake.py", "nftnet/nft/fake_tables.py",
         "nftnet/nft/fake_sets.py", "nftnet/nft/fake_text.py",
         "nftnet/drivers/cni/spec.py", "nftnet/drivers/cni/request.py",
@@ -42,6 +42,37 @@ def test_only_libnft_imports_nftables() -> None:
     users = [p.relative_to(ROOT).as_posix() for p in (ROOT / "nftnet").rglob("*.py")
              if "nftables" in imports(p)]
     assert users == ["nftnet/nft/libnft.py"]
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """The nftnet modules ``path`` imports when it runs (not those under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+            for n in ast.walk(node)}
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out |= ({f"nftnet.{a.name}" for a in node.names} if node.module == "nftnet"
+                    else {node.module})
+    return {m for m in out if m.split(".")[0] == "nftnet"}
+
+
+FACADE = ("nftnet.api", "nftnet.results", "nftnet.errors", "nftnet.plan", "nftnet.config")
+
+
+@pytest.mark.parametrize("layer", ["nftnet/cli", "nftnet/drivers"])
+def test_cli_and_drivers_import_only_the_facade_and_the_model(layer: str) -> None:
+    """The CLI and the drivers are thin adapters: they reach the engine through nftnet.api
+    only (besides the pure model and formatting), so every driver gets the same engine."""
+    own = layer.replace("/", ".")
+    for file in sorted((ROOT / layer).rglob("*.py")):
+        others = {m for m in runtime_imports(file) if not m.startswith(own)}
+        assert not {m for m in others if not m.startswith(FACADE)}, file
 
 
 def test_nftnet_never_imports_compat() -> None:

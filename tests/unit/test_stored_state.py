@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nftnet.config.dump import dump_config, stored_binding, stored_endpoint
+from nftnet.config.dump import dump_config
 from nftnet.config.load import parse_config
 from nftnet.nft.generation import parse_reply
+from nftnet.records import endpoint_model, host_binding
 
 hosts = st.integers(2, 254)
 ports = st.lists(st.integers(1024, 65000), unique=True, max_size=6)
@@ -29,8 +30,8 @@ def test_stored_entries_match_the_loader(host: int, six: bool, ports: list[int],
     config = parse_config(str({"version": 1, "networks": {"n": net}, "endpoints": {"e": ep}})
                           .replace("'", '"'))
     dumped = dump_config(config)
-    assert stored_endpoint("e", dumped["endpoints"]["e"]) == config.endpoints["e"]
-    assert stored_binding(dumped["networks"]["n"]) == config.networks["n"].host_binding_ipv4
+    assert endpoint_model("e", dumped["endpoints"]["e"]) == config.endpoints["e"]
+    assert host_binding(dumped["networks"]["n"]) == config.networks["n"].host_binding_ipv4
 
 
 def test_generation_reply_parsing() -> None:

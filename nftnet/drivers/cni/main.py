@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import IO, Any, Final
 
+from nftnet import api
 from nftnet.drivers.cni.engine import Engine
 from nftnet.drivers.cni.plugin import run
 from nftnet.drivers.cni.request import decode, parse_request
@@ -32,7 +33,6 @@ from nftnet.drivers.cni.spec import (
     version_output,
 )
 from nftnet.errors import EXIT_INTERRUPTED, EXIT_OK
-from nftnet.state import DEFAULT_DIR, StateDir
 
 # nftnet's engine facade (issue 14), loaded only by commands that use it.
 ENGINE: Final = "nftnet.engine:CniEngine"
@@ -58,7 +58,7 @@ def main(engine_factory: EngineFactory = real_engine, environ: Mapping[str, str]
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
     version = SUPPORTED_VERSIONS[-1]  # of an error before the config's is known
-    state_dir = environ.get("NFTNET_STATE_DIR") or DEFAULT_DIR
+    state_dir = environ.get("NFTNET_STATE_DIR") or api.DEFAULT_DIR
     try:
         env = parse_env(environ)
         data = _read(stdin, skip=env.command == "VERSION")
@@ -114,7 +114,7 @@ def _fail(error: CniError, version: str, stdout: IO[str], stderr: IO[str]) -> in
 
 def _log_traceback(state_dir: str) -> str | None:
     """Append the current traceback to STATE_DIR/error.log; its path, or None."""
-    where = StateDir(state_dir).log_error(traceback.format_exc())
+    where = api.Engine(state_dir).state_dir.log_error(traceback.format_exc())
     return str(where) if where else None
 
 

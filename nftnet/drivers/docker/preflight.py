@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from nftnet.api import Json
 from nftnet.drivers.docker.translate import go_bool
-from nftnet.nft.objects import Json
 
 DAEMON_JSON = '{"iptables": false, "ip6tables": false, "userland-proxy": false}'
 DOCKER_CHAINS = frozenset({"DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1",
@@ -149,9 +149,9 @@ def check(url: str | None = None, listing: Iterable[Json] | None = None,
     url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
     report = Report()
     if listing is None:
-        from nftnet.nft.libnft import LibNft
+        from nftnet.api import Engine
 
-        listing = LibNft().list("chains") or []
+        listing = Engine().chains()
     if (problem := rules_problem(listing)) is not None:
         report.problems.append(problem)
     pid = _served_by(url, report)

@@ -1,0 +1,246 @@
+"""The engine's one entry point, for the CLI, compat and the drivers (``nftnet daemon``,
+``nftnet-cni``): every call takes what a user or a runtime asked, returns typed results
+(results.py) and raises the typed errors of errors.py (ConfigError: the caller's input,
+naming each field, nothing applied; other NftnetError: the host or the kernel refused,
+nothing half-applied).
+
+``Engine`` holds the state directory and the kernel boundary (an ``NftBackend``: libnftables
+by default, ``nft.fake.FakeNft`` in tests). Modules are imported on first use, so that a
+``port publish`` pays for neither marshmallow, pyroute2 nor the compiler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange
+from nftnet.state import DEFAULT_DIR, State, StateDir
+
+Json = dict[str, Any]  # a libnftables JSON object (nft.objects.Json)
+
+if TYPE_CHECKING:
+    from nftnet.apply import Applier
+    from nftnet.check import Report
+    from nftnet.config.model import Config
+    from nftnet.nft.backend import NftBackend, Rules
+    from nftnet.runtime import Runtime
+    from nftnet.teardown import Plan
+    from nftnet.user_chain import RuleChange
+
+__all__ = ["DEFAULT_DIR", "Engine", "load_config", "netns_path"]
+
+
+def netns_path(netns: str | None, pid: int | None) -> str:
+    """The network namespace file of ``--netns NAME_OR_PATH`` or ``--pid PID``; ConfigError
+    naming the option when it is none."""
+    from nftnet.link.veth import netns_path as path
+
+    return path(netns, pid)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a config file ("-" for standard input); ConfigError lists every
+    problem with its file line and field."""
+    from nftnet.config.load import load_config as load
+
+    return load(path)
+
+
+class Engine:
+    """nftnet on one state directory and one network namespace's kernel."""
+
+    def __init__(self, state_dir: str | os.PathLike[str] = DEFAULT_DIR,
+                 nft: NftBackend | None = None) -> None:
+        self.state_dir = StateDir(state_dir)
+        self._nft = nft
+
+    @cached_property
+    def nft(self) -> NftBackend:
+        """The nftables backend; libnftables is loaded on first use."""
+        if self._nft is None:
+            from nftnet.nft.libnft import LibNft
+
+            self._nft = LibNft()
+        return self._nft
+
+    @cached_property
+    def _applier(self) -> Applier:
+        from nftnet.apply import Applier
+
+        return Applier(self.state_dir, self.nft)
+
+    @cached_property
+    def _runtime(self) -> Runtime:
+        from nftnet.runtime import Runtime
+
+        return Runtime(self.state_dir, self._applier if "_applier" in self.__dict__ else None,
+                       self._nft)
+
+    # -- the declared config ---------------------------------------------------------------
+
+    def apply(self, config: Config, dry_run: bool = False) -> ApplyResult:
+        """Make the kernel and the links match ``config`` plus the runtime changes, in one
+        transaction; ``dry_run`` says what would change and changes nothing."""
+        return self._applier.apply(config, dry_run=dry_run)
+
+    def render(self, config: Config) -> Json:
+        """The batch an apply of ``config`` sends (needs no root; user rules are parsed by
+        nft in a throwaway namespace)."""
+        from nftnet.apply import desired
+
+        return desired(config, self._readable_state()).batch
+
+    def render_text(self, config: Config) -> str:
+        """The table ``config`` makes, as nft lists it."""
+        from nftnet.nft import scratch
+
+        return scratch.render_text(self.render(config))
+
+    def _readable_state(self) -> State | None:
+        from nftnet.errors import StateError
+
+        try:
+            return self.state_dir.load()
+        except StateError:  # render works where the state is not readable (no root)
+            return None
+
+    # -- staying right ---------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``nftnet status`` shows, as plain data (its JSON output)."""
+        from nftnet.status import collect_status
+
+        return collect_status(self.state_dir, self.nft)
+
+    def check(self) -> Report | None:
+        """How the kernel and the links differ from what nftnet applied; None when nothing
+        is applied."""
+        from nftnet.check import check
+
+        return check(self.state_dir, self.nft)
+
+    def restore(self) -> tuple[list[str], list[str]]:
+        """Put back what nftnet applied: (what was done, what could not be put back)."""
+        from nftnet.restore import restore
+
+        return restore(self.state_dir, self._applier)
+
+    def teardown_plan(self, keep_bridges: bool) -> Plan:
+        """What teardown removes, as the state and the kernel say now."""
+        from nftnet import teardown
+
+        with self.state_dir.locked():
+            return teardown.plan(self.state_dir, self.nft, keep_bridges)
+
+    def teardown(self, plan: Plan) -> tuple[str | None, list[str]]:
+        """Remove what ``plan`` lists, the user chain's rules saved to a file first: (that
+        file, or None when the chain had no rules; what was done)."""
+        from nftnet import teardown
+        from nftnet.errors import NftnetError
+
+        with self.state_dir.locked():
+            if teardown.plan(self.state_dir, self.nft, plan.keep_links) != plan:
+                raise NftnetError("what teardown would remove changed meanwhile; nothing "
+                                  "removed: run it again")
+            saved = teardown.save_user_rules(plan.user_rules, self.state_dir.path.resolve()
+                                             .parent) if plan.user_rules else None
+            return (None if saved is None else str(saved),
+                    teardown.execute(plan, self.state_dir, self.nft))
+
+    def forget(self) -> None:
+        """Remove the state directory where there is nothing to tear down."""
+        with self.state_dir.locked():
+            self.state_dir.remove()
+
+    # -- runtime changes -------------------------------------------------------------------
+
+    def create_network(self, name: str, entry: dict[str, Any], owner: str | None = None
+                       ) -> NetworkChange:
+        """A network at runtime (``entry`` in the config file's format); a driver (``owner``)
+        asking again for the same network changes nothing."""
+        return self._runtime.create_network(name, entry, owner)
+
+    def remove_network(self, name: str, force: bool = False, owner: str | None = None,
+                       missing_ok: bool = False) -> NetworkChange:
+        return self._runtime.remove_network(name, force, owner, missing_ok)
+
+    def attach(self, name: str, network: str, netns: str, ipv4: str, ipv6: str | None,
+               publish: list[str], ifname: str) -> EndpointChange:
+        """A container's veth on ``network``'s bridge, its address(es), route and ports."""
+        return self._runtime.attach(name, network, netns, ipv4, ipv6, publish, ifname)
+
+    def detach(self, name: str) -> EndpointChange:
+        return self._runtime.detach(name)
+
+    def register(self, name: str, network: str, *, owner: str, ipv4: str | None = None,
+                 ipv6: str | None = None, publish: list[str] | None = None,
+                 host_ifname: str | None = None) -> EndpointChange:
+        """An endpoint on an interface a runtime made (see ``Runtime.register``)."""
+        return self._runtime.register(name, network, ipv4=ipv4, ipv6=ipv6,
+                                      publish=list(publish or ()), host_ifname=host_ifname,
+                                      owner=owner)
+
+    def unregister(self, name: str, owner: str) -> EndpointChange | None:
+        """Remove what ``register`` made; None when it is gone already (no error)."""
+        return self._runtime.unregister(name, owner)
+
+    def publish(self, endpoint: str, specs: list[str]) -> PortChange:
+        return self._runtime.publish(endpoint, specs)
+
+    def unpublish(self, endpoint: str, specs: list[str]) -> PortChange:
+        return self._runtime.unpublish(endpoint, specs)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def effective(self) -> tuple[State, Config]:
+        """The state and the config the kernel should hold (declared plus runtime);
+        NftnetError when nothing is applied."""
+        from nftnet.apply import effective_config
+
+        with self.state_dir.locked():
+            self._runtime.recover()
+            state = self._runtime.state()
+        return state, effective_config(state.config, state.runtime)
+
+    def declared(self) -> Config | None:
+        """The config file nftnet last applied (without runtime changes); None when nothing
+        is applied."""
+        from nftnet.config.load import parse_config
+
+        state = self.state_dir.load()
+        if state is None:
+            return None
+        return parse_config(json.dumps(state.config), str(self.state_dir.path / "state.json"))
+
+    def owners(self, state: State) -> dict[str, dict[str, str | None]]:
+        """Who holds each runtime network and endpoint ("networks"/"endpoints" -> name ->
+        owner: None for people); declared ones are absent."""
+        from nftnet import records
+
+        return {kind: {n: records.owner(e) for n, e in state.runtime[kind].items()}
+                for kind in ("networks", "endpoints")}
+
+    def chains(self) -> list[Json]:
+        """Every chain of every table, as libnftables lists them (drivers look for other
+        firewalls' chains here: Docker's own, say)."""
+        return self.nft.list("chains") or []
+
+    # -- the user chain --------------------------------------------------------------------
+
+    def user_rules(self) -> Rules:
+        from nftnet import user_chain
+
+        return user_chain.rules(self.nft)
+
+    def user_add(self, rule: str, position: int | None = None) -> RuleChange:
+        from nftnet import user_chain
+
+        return user_chain.add(self.state_dir, self.nft, rule, position)
+
+    def user_remove(self, n: int) -> RuleChange:
+        from nftnet import user_chain
+
+        return user_chain.remove(self.state_dir, self.nft, n)

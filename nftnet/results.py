@@ -1,0 +1,54 @@
+"""What the engine's calls return: typed results that drivers read and the CLI formats
+(cli/format.py), instead of lines for a terminal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv6Interface
+
+from nftnet.config.model import PortMapping
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """An apply or a plan: whether anything changes, and the changes in words (a first
+    apply lists everything as added)."""
+
+    changed: bool
+    dry_run: bool
+    changes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PortChange:
+    """Ports one call published (``added``) or took away (``removed``), one mapping per host
+    binding."""
+
+    endpoint: str
+    added: tuple[PortMapping, ...] = ()
+    removed: tuple[PortMapping, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointChange:
+    """An endpoint made (``added``), replaced or removed: its network, the addresses it
+    holds (with their prefix), its host interface, and the ports that changed with it."""
+
+    name: str
+    network: str
+    added: bool
+    addresses: tuple[IPv4Interface | IPv6Interface, ...] = ()
+    host_ifname: str | None = None
+    ports: PortChange | None = None
+
+
+@dataclass(frozen=True)
+class NetworkChange:
+    """A network made (``added``) or removed, with the endpoints removed along with it and
+    a note for each bridge nftnet kept although it was listed as its own."""
+
+    name: str
+    added: bool
+    changed: bool = True  # False: it was already there (or already gone), as asked
+    endpoints: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
