@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv6Interface
 
 from pyroute2 import IPRoute, NetNS
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nftnet.errors import LinkError
 from nftnet.link import bridges
+from nftnet.link.model import VethSpec as VethSpec
 
 IFA_F_NODAD = 0x02
-
-
-@dataclass(frozen=True)
-class VethSpec:
-    bridge: str
-    host_ifname: str
-    netns: str  # a path to a network namespace file
-    ifname: str
-    mtu: int
-    addresses: tuple[IPv4Interface | IPv6Interface, ...]
-    gateways: tuple[str, ...]
 
 
 def netns_path(netns: str | None, pid: int | None) -> str:
