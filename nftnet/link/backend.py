@@ -25,8 +25,9 @@ class LinkBackend(Protocol):
         """Every link of the namespace, by name; LinkError if they cannot be listed."""
 
     def ensure_bridges(self, specs: Iterable[BridgeSpec]) -> LinkChanges:
-        """Create the missing bridges of ``specs`` (up, their MTU, a stable MAC, marked with
-        MARK) and make every one as it says: stale addresses taken away
+        """Create the missing bridges of ``specs`` (up, a stable MAC, marked with MARK, with
+        their MTU, which the kernel then sets to their smallest port's, 1500 without ports)
+        and make every one as it says: stale addresses taken away
         (``model.stale_addresses``), missing gateways added, the link up, its veths back on
         it with hairpin on (``model.port_problems``); an existing bridge is adopted. Return
         what changed; nothing changed when every bridge was as its spec says.
