@@ -11,10 +11,9 @@ socket and only index, name, flags, kind, master, hairpin and address are decode
 full decoding of a thousand bridges takes ~0.45 s, this ~25 ms), so an apply that changes no
 link never imports pyroute2 (~75 ms of start-up).
 
-A bridge nftnet manages holds exactly the config's gateway addresses: on a bridge it created,
-every other address but the kernel's IPv6 link-local ones goes; on one it adopted, only those
-it added (recorded in the state) go. The host ends of runtime endpoints' veths belong on their
-bridge, up, with hairpin on; where a bridge was deleted and made again, they are put back.
+What a bridge nftnet manages holds, and where the veths belong, is link/model.py's rule (the
+types and rules live there, pure, and are re-exported here); where a bridge was deleted and
+made again, its veths are put back.
 """
 
 from __future__ import annotations
@@ -27,12 +26,21 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from typing import TYPE_CHECKING, Any
 
 from nftnet import crash, netlink
 from nftnet.errors import LinkError
+from nftnet.link import model
+from nftnet.link.model import MARK as MARK
+from nftnet.link.model import BridgeSpec as BridgeSpec
+from nftnet.link.model import LinkChanges as LinkChanges
+from nftnet.link.model import LinkState as LinkState
+from nftnet.link.model import missing_addresses as missing_addresses
+from nftnet.link.model import port_problems as port_problems
+from nftnet.link.model import stale_addresses as stale_addresses
+from nftnet.link.model import unsettled
 
 if TYPE_CHECKING:
     from pyroute2 import IPRoute
@@ -40,9 +48,6 @@ if TYPE_CHECKING:
 
 IFA_F_NODAD = 0x02
 IFF_UP = 0x1
-# The ifalias of every bridge nftnet creates; only it is ever deleted. Setting an ifalias takes
-# CAP_NET_ADMIN, so no unprivileged user can mark a bridge, and adopted ones never get it.
-MARK = "nftnet"
 
 # rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h)
 _NETLINK_ROUTE = 0
@@ -65,47 +70,6 @@ _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope,
 _CHUNK = 128
 _SEQ_BASE = 0x40000000  # far from the sequence numbers pyroute2 allocates for itself
 _DUMP_TRIES = 5
-
-
-@dataclass(frozen=True)
-class BridgeSpec:
-    """A bridge as nftnet wants it: name, gateway addresses with prefix, MTU; the host ends of
-    the veths that belong on it (runtime endpoints'); and which other addresses nftnet takes
-    away: all but link-local ones where it created the bridge (``ours``), else those it added
-    (``added``, "ip/prefix")."""
-
-    name: str
-    addresses: tuple[IPv4Interface | IPv6Interface, ...]
-    mtu: int
-    ports: tuple[str, ...] = ()
-    ours: bool = False
-    added: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class LinkState:
-    """What nftnet needs to know of a link: enough to adopt, check or delete it, and whether
-    it is a bridge port (``master``: the bridge's index, 0 for none) with hairpin on."""
-
-    index: int
-    up: bool
-    kind: str | None
-    addresses: frozenset[str]
-    master: int = 0
-    hairpin: bool = False
-    marked: bool = False  # carries MARK: nftnet created it
-
-
-@dataclass
-class LinkChanges:
-    """What one ``ensure_bridges`` call changed: the bridges it created and the addresses
-    ("ip/prefix") it added to and removed from each bridge, so that the state records the
-    addresses nftnet added and ``undo`` can take it all back. Veths put back on their bridge
-    are not undone: that is where they belong."""
-
-    created: list[str] = field(default_factory=list)
-    added: dict[str, list[str]] = field(default_factory=dict)
-    removed: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -363,66 +327,10 @@ def _delete(name: str, index: int = 0) -> _Request:
     return _Request(f"cannot delete {name}", _RTM_DELLINK, 0, _link_msg(index, False, attrs))
 
 
-def missing_addresses(spec: BridgeSpec, seen: LinkState
-                      ) -> list[IPv4Interface | IPv6Interface]:
-    """The gateways of ``spec`` that bridge ``seen`` lacks."""
-    return [a for a in spec.addresses if str(a) not in seen.addresses]
-
-
-def stale_addresses(spec: BridgeSpec, seen: LinkState) -> list[str]:
-    """The addresses on bridge ``seen`` that nftnet takes away: those that are no gateway of
-    ``spec``; on a bridge it created all of them but the kernel's IPv6 link-local ones, on an
-    adopted one only those it added."""
-    wanted = {str(a) for a in spec.addresses}
-    mine = seen.addresses if spec.ours else seen.addresses & spec.added
-    return sorted(a for a in mine - wanted if not ip_interface(a).ip.is_link_local)
-
-
-def port_problems(name: str, bridge: str, links: dict[str, LinkState]) -> list[str] | None:
-    """How the host end ``name`` of a container's veth differs from what ``plug_port`` leaves
-    (on ``bridge``, up, hairpin on), in words; [] when it does not. None when it is gone (or
-    the name is no veth's): only a new attach mends that."""
-    port = links.get(name)
-    if port is None or port.kind != "veth":
-        return None
-    seen = links.get(bridge)
-    off = seen is None or port.master != seen.index
-    return [p for p, wrong in ((f"is not on bridge {bridge}", off), ("is down", not port.up),
-                               ("has hairpin off", not off and not port.hairpin)) if wrong]
-
-
-@dataclass(frozen=True)
-class _Fix:
-    """What one existing bridge of a spec needs: addresses to take away and to add, to come
-    up (``seen.up``), the veths to put back on it."""
-
-    spec: BridgeSpec
-    seen: LinkState
-    stale: list[str]
-    missing: list[IPv4Interface | IPv6Interface]
-    ports: list[tuple[str, LinkState]]
-
-
-def _unsettled(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[_Fix]:
-    """The existing bridges of ``specs`` that are not as the specs say."""
-    out = []
-    for spec in specs:
-        seen = links.get(spec.name)
-        if seen is None:
-            continue
-        fix = _Fix(spec, seen, stale_addresses(spec, seen), missing_addresses(spec, seen),
-                   [(p, links[p]) for p in spec.ports if port_problems(p, spec.name, links)])
-        if fix.stale or fix.missing or fix.ports or not seen.up:
-            out.append(fix)
-    return out
-
-
 def settled(specs: Iterable[BridgeSpec], links: dict[str, LinkState] | None = None) -> bool:
     """Whether every bridge of ``specs`` exists and is as it says (on one raw dump, so that
     an apply that changes no link never imports pyroute2)."""
-    specs = list(specs)
-    links = observe() if links is None else links
-    return all(s.name in links for s in specs) and not _unsettled(specs, links)
+    return model.settled(specs, observe() if links is None else links)
 
 
 def planned(specs: Iterable[BridgeSpec], links: dict[str, LinkState]) -> LinkChanges:
@@ -448,7 +356,7 @@ def _settle(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[_Reque
     """The requests that take away stale addresses, then add the missing ones (an address
     may come back with another prefix), bring the links up and put the veths back."""
     requests = []
-    for fix in _unsettled(specs, links):
+    for fix in unsettled(specs, links):
         name, index = fix.spec.name, fix.seen.index
         requests += [_remove_address(name, index, ip_interface(a)) for a in fix.stale]
         requests += [_add_address(name, index, a) for a in fix.missing]
@@ -489,7 +397,7 @@ def ensure_bridges(specs: Iterable[BridgeSpec]) -> LinkChanges:
     if taken:
         raise LinkError(f"{taken[0]} exists and is not a bridge; nftnet will not adopt it")
     new = [s for s in specs if s.name not in links]
-    if not new and not _unsettled(specs, links):
+    if not new and not unsettled(specs, links):
         return LinkChanges()  # nothing to change: pyroute2 not even imported
     changes = LinkChanges()
     unsure: list[str] = []  # sent for creation, outcome not read (interrupted)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from nftnet.errors import LinkError
+from nftnet.link.model import BRIDGE_NF as BRIDGE_NF
+from nftnet.link.model import IP6_FORWARD as IP6_FORWARD
+from nftnet.link.model import IP_FORWARD as IP_FORWARD
+from nftnet.link.model import iface as iface
 
 PROC_SYS = Path("/proc/sys")
-
-IP_FORWARD = "net/ipv4/ip_forward"
-IP6_FORWARD = "net/ipv6/conf/all/forwarding"
-BRIDGE_NF = ("net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables")
 
 
 def read(key: str) -> str | None:
@@ -24,11 +24,8 @@ def read(key: str) -> str | None:
 
 
 def write(key: str, value: str) -> None:
+    """Set ``key``; LinkError where the kernel has no such setting or refuses the value."""
     try:
         (PROC_SYS / key).write_text(value)
     except OSError as e:
         raise LinkError(f"cannot set sysctl {key}={value}: {e.strerror}") from None
-
-
-def iface(family: int, ifname: str, setting: str) -> str:
-    return f"net/ipv{family}/conf/{ifname}/{setting}"

@@ -6,29 +6,17 @@ import fcntl
 import os
 import socket
 import stat
-from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv6Interface
 
 from pyroute2 import IPRoute, NetNS
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nftnet.errors import ConfigError, LinkError
 from nftnet.link import bridges
+from nftnet.link.model import VethSpec as VethSpec
 
 IFA_F_NODAD = 0x02
 NS_GET_NSTYPE = 0xB703  # ioctl of an nsfs file: its CLONE_NEW* type (linux/nsfs.h, 4.11)
 CLONE_NEWNET = 0x40000000
-
-
-@dataclass(frozen=True)
-class VethSpec:
-    bridge: str
-    host_ifname: str
-    netns: str  # a path to a network namespace file
-    ifname: str
-    mtu: int
-    addresses: tuple[IPv4Interface | IPv6Interface, ...]
-    gateways: tuple[str, ...]
 
 
 def netns_path(netns: str | None, pid: int | None) -> str:

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects.py",
         "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py", "nftnet/records.py",
         "nftnet/nft/backend.py", "nftnet/nft/fake.py", "nftnet/nft/fake_tables.py",
-        "nftnet/nft/fake_sets.py", "nftnet/nft/fake_text.py",
+        "nftnet/nft/fake_sets.py", "nftnet/nft/fake_text.py", "nftnet/link/model.py",
+        "nftnet/link/backend.py", "nftnet/link/fake.py",
         "nftnet/drivers/cni/spec.py", "nftnet/drivers/cni/request.py",
         "nftnet/drivers/cni/engine.py", "nftnet/drivers/cni/plugin.py",
         "nftnet/drivers/docker/translate.py", "nftnet/drivers/docker/events.py"]
@@ -105,6 +106,15 @@ def test_apply_of_a_json_config_imports_no_library_it_does_not_use() -> None:
             "parse_config('{\"version\": 1, \"networks\": {\"n\": {\"subnet\": "
             "\"10.1.0.0/24\"}}, \"user_rules\": [\"tcp dport 22 drop\"]}')")
     assert loaded(code, ("yaml", "importlib.metadata", "pyroute2")) == []
+
+
+def test_the_links_backend_loads_the_kernel_modules_only_when_called() -> None:
+    """KernelLinks imports link/bridges.py, link/veth.py (and with it pyroute2) on the first
+    call that needs them: the engine may hold one on every path, `port publish` too."""
+    code = ("from nftnet.link.backend import KernelLinks, LinkBackend; "
+            "from nftnet.link.fake import FakeLinks; KernelLinks(); FakeLinks()")
+    assert loaded(code, ("pyroute2", "nftnet.link.bridges", "nftnet.link.veth",
+                         "nftnet.link.sysctl", "socket")) == []
 
 
 def test_every_command_is_listed_and_loads() -> None:
