@@ -25,6 +25,7 @@ from nftnet.desired.ports import PortIndex
 from nftnet.effective import after_apply, merge
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
+from nftnet.link import model as link_model
 from nftnet.nft import scratch
 from nftnet.nft.backend import NftBackend, user_chain
 from nftnet.nft.generation import after_one_commit, generation
@@ -127,16 +128,17 @@ def unchanged_since(state: State) -> bool:
     return state.generation is not None and generation() == state.generation
 
 
-def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None
-                 ) -> list[bridges.BridgeSpec]:
+def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None,
+                 claim: Collection[str] = ()) -> list[bridges.BridgeSpec]:
     """The bridges ``config`` needs, each with the veths of the ``runtime`` endpoints on it,
     and, as ``state`` (nftnet's last change) records, whether nftnet created it (it then holds
-    only the gateways) or which addresses nftnet added to it (the only ones it takes away)."""
+    only the gateways) or which addresses nftnet added to it (the only ones it takes away);
+    ``claim`` names those the change under way records as its own creations."""
     ports: dict[str, list[str]] = {}
     for ep in runtime["endpoints"].values():
         if ep.get("host_ifname"):
             ports.setdefault(config.networks[ep["network"]].bridge, []).append(ep["host_ifname"])
-    created = set(state.created_bridges) if state else set()
+    created = set(state.created_bridges if state else ()) | set(claim)
     added = state.bridge_addresses if state else {}
     out = []
     for net in config.networks.values():
@@ -148,7 +150,8 @@ def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None
         out.append(bridges.BridgeSpec(net.bridge, addrs, net.mtu,
                                       tuple(sorted(ports.get(net.bridge, ()))),
                                       net.bridge in created,
-                                      frozenset(added.get(net.bridge, ()))))
+                                      frozenset(added.get(net.bridge, ())),
+                                      net.bridge in claim))
     return out
 
 
@@ -217,8 +220,10 @@ class Applier:
         changes: bridges.LinkChanges | None = None
         try:
             user_chain, batch = self._user_chain(want, prev)
-            specs = bridge_specs(want.config, base.runtime, prev)
-            planned = bridges.planned(specs, bridges.observe())
+            # a change a killed command left records the bridges it creates: they are its own
+            claim = set(base.created_bridges) - set(prev.created_bridges if prev else ())
+            specs = bridge_specs(want.config, base.runtime, prev, claim)
+            planned = link_model.planned(specs, bridges.observe())
             kept = (set(base.created_bridges) | set(prev.created_bridges if prev else ())
                     ) - set(drop)
             base.created_bridges = sorted(kept | set(planned.created))

@@ -90,6 +90,10 @@ class DockerEnv:
             self._registered = True
             subprocess.run(["ip", "netns", "add", self.ns], check=True, capture_output=True)
             self.ns_run("ip", "link", "set", "lo", "up")
+            # no duplicate address detection: a tentative gateway makes the kernel pick a
+            # link-local source address, and the source seen is what tests assert
+            self.ns_run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
+                        "net.ipv6.conf.default.accept_dad=0")
             self.start()
             self.make_image()
         except BaseException:

@@ -333,25 +333,6 @@ def settled(specs: Iterable[BridgeSpec], links: dict[str, LinkState] | None = No
     return model.settled(specs, observe() if links is None else links)
 
 
-def planned(specs: Iterable[BridgeSpec], links: dict[str, LinkState]) -> LinkChanges:
-    """What ``ensure_bridges(specs)`` will change, as ``links`` stand: the bridges it will
-    create and the addresses it will add and take away, so that a change records them before
-    it makes them (a killed command's links are then known)."""
-    out = LinkChanges()
-    specs = list(specs)
-    for spec in specs:
-        if spec.name not in links:
-            out.created.append(spec.name)
-            if spec.addresses:
-                out.added[spec.name] = [str(a) for a in spec.addresses]
-    for fix in _unsettled(specs, links):
-        if fix.missing:
-            out.added[fix.spec.name] = [str(a) for a in fix.missing]
-        if fix.stale:
-            out.removed[fix.spec.name] = list(fix.stale)
-    return out
-
-
 def _settle(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[_Request]:
     """The requests that take away stale addresses, then add the missing ones (an address
     may come back with another prefix), bring the links up and put the veths back."""
@@ -362,6 +343,8 @@ def _settle(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[_Reque
         requests += [_add_address(name, index, a) for a in fix.missing]
         if not fix.seen.up:
             requests.append(_set_up(name, index))
+        if fix.unmarked:
+            requests.append(_mark(name, index))
         for port, seen in fix.ports:
             requests += _plug(port, seen.index, name, index)
     return requests

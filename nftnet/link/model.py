@@ -32,7 +32,8 @@ class BridgeSpec:
     """A bridge as nftnet wants it: name, gateway addresses with prefix, MTU; the host ends of
     the veths that belong on it (runtime endpoints'); and which other addresses nftnet takes
     away: all but link-local ones where it created the bridge (``ours``), else those it added
-    (``added``, "ip/prefix")."""
+    (``added``, "ip/prefix"). ``claim``: the change under way records that it created this
+    bridge (a killed command may have made it without its mark): mark it."""
 
     name: str
     addresses: tuple[IPv4Interface | IPv6Interface, ...]
@@ -40,6 +41,7 @@ class BridgeSpec:
     ports: tuple[str, ...] = ()
     ours: bool = False
     added: frozenset[str] = frozenset()
+    claim: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class Fix:
     stale: list[str]
     missing: list[IPv4Interface | IPv6Interface]
     ports: list[tuple[str, LinkState]]
+    unmarked: bool = False  # claimed, but without MARK
 
 
 def unsettled(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[Fix]:
@@ -131,8 +134,9 @@ def unsettled(specs: list[BridgeSpec], links: dict[str, LinkState]) -> list[Fix]
         if seen is None:
             continue
         fix = Fix(spec, seen, stale_addresses(spec, seen), missing_addresses(spec, seen),
-                  [(p, links[p]) for p in spec.ports if port_problems(p, spec.name, links)])
-        if fix.stale or fix.missing or fix.ports or not seen.up:
+                  [(p, links[p]) for p in spec.ports if port_problems(p, spec.name, links)],
+                  spec.claim and not seen.marked)
+        if fix.stale or fix.missing or fix.ports or fix.unmarked or not seen.up:
             out.append(fix)
     return out
 
@@ -141,3 +145,22 @@ def settled(specs: Iterable[BridgeSpec], links: dict[str, LinkState]) -> bool:
     """Whether every bridge of ``specs`` exists in ``links`` and is as it says."""
     specs = list(specs)
     return all(s.name in links for s in specs) and not unsettled(specs, links)
+
+
+def planned(specs: Iterable[BridgeSpec], links: dict[str, LinkState]) -> LinkChanges:
+    """What ensuring ``specs`` will change, as ``links`` stand: the bridges it will create
+    and the addresses it will add and take away, so that a change records them before it
+    makes them (a killed command's links are then known)."""
+    out = LinkChanges()
+    specs = list(specs)
+    for spec in specs:
+        if spec.name not in links:
+            out.created.append(spec.name)
+            if spec.addresses:
+                out.added[spec.name] = [str(a) for a in spec.addresses]
+    for fix in unsettled(specs, links):
+        if fix.missing:
+            out.added[fix.spec.name] = [str(a) for a in fix.missing]
+        if fix.stale:
+            out.removed[fix.spec.name] = list(fix.stale)
+    return out
