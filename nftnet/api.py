@@ -4,9 +4,10 @@
 naming each field, nothing applied; other NftnetError: the host or the kernel refused,
 nothing half-applied).
 
-``Engine`` holds the state directory and the kernel boundary (an ``NftBackend``: libnftables
-by default, ``nft.fake.FakeNft`` in tests). Modules are imported on first use, so that a
-``port publish`` pays for neither marshmallow, pyroute2 nor the compiler.
+``Engine`` holds the state directory and the kernel boundary (``kernel.Kernel``: nftables,
+links and sysctls, the scratch kernel; this host's by default, ``Kernel.fake()`` in tests).
+Modules are imported on first use, so that a ``port publish`` pays for neither marshmallow,
+pyroute2 nor the compiler.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from nftnet.kernel import Kernel
 from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange
 from nftnet.state import DEFAULT_DIR, State, StateDir
 
@@ -53,31 +55,27 @@ class Engine:
     """nftnet on one state directory and one network namespace's kernel."""
 
     def __init__(self, state_dir: str | os.PathLike[str] = DEFAULT_DIR,
-                 nft: NftBackend | None = None) -> None:
+                 kernel: Kernel | None = None) -> None:
         self.state_dir = StateDir(state_dir)
-        self._nft = nft
+        self.kernel = kernel or Kernel()
 
-    @cached_property
+    @property
     def nft(self) -> NftBackend:
         """The nftables backend; libnftables is loaded on first use."""
-        if self._nft is None:
-            from nftnet.nft.libnft import LibNft
-
-            self._nft = LibNft()
-        return self._nft
+        return self.kernel.nft
 
     @cached_property
     def _applier(self) -> Applier:
         from nftnet.apply import Applier
 
-        return Applier(self.state_dir, self.nft)
+        return Applier(self.state_dir, self.kernel)
 
     @cached_property
     def _runtime(self) -> Runtime:
         from nftnet.runtime import Runtime
 
         return Runtime(self.state_dir, self._applier if "_applier" in self.__dict__ else None,
-                       self._nft)
+                       self.kernel)
 
     # -- the declared config ---------------------------------------------------------------
 
@@ -91,13 +89,13 @@ class Engine:
         nft in a throwaway namespace)."""
         from nftnet.apply import desired
 
-        return desired(config, self._readable_state()).batch
+        return desired(config, self._readable_state(), kernel=self.kernel).batch
 
     def render_text(self, config: Config) -> str:
         """The table ``config`` makes, as nft lists it."""
         from nftnet.nft import scratch
 
-        return scratch.render_text(self.render(config))
+        return scratch.render_text(self.render(config))  # nft's text: the real scratch only
 
     def _readable_state(self) -> State | None:
         from nftnet.errors import StateError
@@ -113,14 +111,14 @@ class Engine:
         """Everything ``nftnet status`` shows, as plain data (its JSON output)."""
         from nftnet.status import collect_status
 
-        return collect_status(self.state_dir, self.nft)
+        return collect_status(self.state_dir, self.kernel)
 
     def check(self) -> Report | None:
         """How the kernel and the links differ from what nftnet applied; None when nothing
         is applied."""
         from nftnet.check import check
 
-        return check(self.state_dir, self.nft)
+        return check(self.state_dir, self.kernel)
 
     def restore(self) -> tuple[list[str], list[str]]:
         """Put back what nftnet applied: (what was done, what could not be put back)."""
@@ -133,7 +131,7 @@ class Engine:
         from nftnet import teardown
 
         with self.state_dir.locked():
-            return teardown.plan(self.state_dir, self.nft, keep_bridges)
+            return teardown.plan(self.state_dir, self.kernel, keep_bridges)
 
     def teardown(self, plan: Plan) -> tuple[str | None, list[str]]:
         """Remove what ``plan`` lists, the user chain's rules saved to a file first: (that
@@ -142,13 +140,13 @@ class Engine:
         from nftnet.errors import NftnetError
 
         with self.state_dir.locked():
-            if teardown.plan(self.state_dir, self.nft, plan.keep_links) != plan:
+            if teardown.plan(self.state_dir, self.kernel, plan.keep_links) != plan:
                 raise NftnetError("what teardown would remove changed meanwhile; nothing "
                                   "removed: run it again")
             saved = teardown.save_user_rules(plan.user_rules, self.state_dir.path.resolve()
                                              .parent) if plan.user_rules else None
             return (None if saved is None else str(saved),
-                    teardown.execute(plan, self.state_dir, self.nft))
+                    teardown.execute(plan, self.state_dir, self.kernel))
 
     def forget(self) -> None:
         """Remove the state directory where there is nothing to tear down."""

@@ -24,19 +24,19 @@ from nftnet.config.model import Config, Origin
 from nftnet.desired.ports import PortIndex
 from nftnet.effective import after_apply, merge
 from nftnet.errors import ConfigError, NftnetError
-from nftnet.link import bridges, sysctl
+from nftnet.kernel import Kernel
 from nftnet.link import model as link_model
-from nftnet.nft import scratch
-from nftnet.nft.backend import NftBackend, user_chain
-from nftnet.nft.generation import after_one_commit, generation
-from nftnet.nft.libnft import LibNft
+from nftnet.link.backend import LinkBackend
+from nftnet.nft.backend import NftBackend, Scratch, user_chain
+from nftnet.nft.generation import follows
 from nftnet.nft.objects import Elements, Json
+from nftnet.nft.scratch import SAMPLE
 from nftnet.plan import describe_changes
 from nftnet.results import ApplyResult
 from nftnet.runtime import veth_changes, veth_spec
 from nftnet.state import State, StateDir, empty_runtime
 
-FORWARD_KEYS = {4: sysctl.IP_FORWARD, 6: sysctl.IP6_FORWARD}
+FORWARD_KEYS = {4: link_model.IP_FORWARD, 6: link_model.IP6_FORWARD}
 
 
 @dataclass
@@ -58,7 +58,8 @@ def needs_forwarding(config: Config, family: int) -> bool:
     )
 
 
-def host_facts(config: Config, prev: State | None) -> tuple[HostFacts, list[int]]:
+def host_facts(config: Config, prev: State | None, links: LinkBackend
+               ) -> tuple[HostFacts, list[int]]:
     """Guard flags, and the families whose forwarding nftnet must switch on now.
 
     A guard, once set because nftnet switched forwarding on, stays while nftnet's state does.
@@ -66,20 +67,20 @@ def host_facts(config: Config, prev: State | None) -> tuple[HostFacts, list[int]
     enabled = dict(prev.forwarding_enabled) if prev else {}
     to_enable = []
     for v in (4, 6):
-        if needs_forwarding(config, v) and sysctl.read(FORWARD_KEYS[v]) == "0":
+        if needs_forwarding(config, v) and links.read_sysctl(FORWARD_KEYS[v]) == "0":
             to_enable.append(v)
             enabled[str(v)] = True
     return HostFacts(enabled.get("4", False), enabled.get("6", False)), to_enable
 
 
-def user_rules_json(config: Config, host: HostFacts) -> list[Json] | None:
+def user_rules_json(config: Config, host: HostFacts, scratch: Scratch) -> list[Json] | None:
     """The user rules as nft lists them (``backend.rule_body``): parsed by nft itself inside
     nftnet's table (so they may use its sets), each proven to be exactly one rule
     (``scratch.one_rule``). ConfigError names each entry that is not, at its file line."""
     if not config.user_rules:
         return None if config.user_rules is None else []
     skeleton = compile_config(config, host, [])
-    skeleton.ops = [(verb, replace(obj, items=obj.items[:scratch.SAMPLE])
+    skeleton.ops = [(verb, replace(obj, items=obj.items[:SAMPLE])
                      if isinstance(obj, Elements) else obj) for verb, obj in skeleton.ops]
     parsed, problems = scratch.parse_user_rules(skeleton.to_json(), list(config.user_rules))
     if problems:
@@ -89,13 +90,15 @@ def user_rules_json(config: Config, host: HostFacts) -> list[Json] | None:
     return parsed
 
 
-def desired(config: Config, prev: State | None, host: HostFacts | None = None) -> Desired:
+def desired(config: Config, prev: State | None, host: HostFacts | None = None,
+            kernel: Kernel | None = None) -> Desired:
     """What an apply of ``config`` sends; ``host`` given (as recorded, for check) instead of
-    observed now."""
+    observed now through ``kernel`` (this host's by default)."""
+    kernel = kernel or Kernel()
     to_enable: list[int] = []
     if host is None:
-        host, to_enable = host_facts(config, prev)
-    batch = compile_config(config, host, user_rules_json(config, host)).to_json()
+        host, to_enable = host_facts(config, prev, kernel.links)
+    batch = compile_config(config, host, user_rules_json(config, host, kernel.scratch)).to_json()
     ports: list[Json] = []
     rest: list[Json] = []
     for op in batch["nftables"]:
@@ -122,14 +125,14 @@ def holds(prev: State, want: Desired, declared: dict[str, Any], runtime: dict[st
     return prev.config == declared and prev.runtime == runtime
 
 
-def unchanged_since(state: State) -> bool:
+def unchanged_since(state: State, nft: NftBackend) -> bool:
     """Whether the ruleset is exactly as nftnet's last change left it: no commit since, by
     anyone. Proven by the generation alone: listing a 50,000-element table costs seconds."""
-    return state.generation is not None and generation() == state.generation
+    return state.generation is not None and nft.generation() == state.generation
 
 
 def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None,
-                 claim: Collection[str] = ()) -> list[bridges.BridgeSpec]:
+                 claim: Collection[str] = ()) -> list[link_model.BridgeSpec]:
     """The bridges ``config`` needs, each with the veths of the ``runtime`` endpoints on it,
     and, as ``state`` (nftnet's last change) records, whether nftnet created it (it then holds
     only the gateways) or which addresses nftnet added to it (the only ones it takes away);
@@ -147,7 +150,7 @@ def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None,
             for gw, subnet in ((net.gateway4, net.subnet4), (net.gateway6, net.subnet6))
             if gw is not None and subnet is not None
         )
-        out.append(bridges.BridgeSpec(net.bridge, addrs, net.mtu,
+        out.append(link_model.BridgeSpec(net.bridge, addrs, net.mtu,
                                       tuple(sorted(ports.get(net.bridge, ()))),
                                       net.bridge in created,
                                       frozenset(added.get(net.bridge, ())),
@@ -155,13 +158,14 @@ def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None,
     return out
 
 
-def links_in_place(config: Config, runtime: dict[str, Any], state: State | None) -> bool:
+def links_in_place(config: Config, runtime: dict[str, Any], state: State | None,
+                   links: LinkBackend) -> bool:
     """Whether the bridges, their addresses and the runtime endpoints' veths on them are as
     ``config`` needs: one raw dump, no pyroute2."""
-    return bridges.settled(bridge_specs(config, runtime, state))
+    return link_model.settled(bridge_specs(config, runtime, state), links.observe())
 
 
-def added_addresses(prev: State | None, changes: bridges.LinkChanges) -> dict[str, list[str]]:
+def added_addresses(prev: State | None, changes: link_model.LinkChanges) -> dict[str, list[str]]:
     """``State.bridge_addresses`` after ``changes``: what nftnet added, less what it took away."""
     out = {b: set(addrs) for b, addrs in (prev.bridge_addresses if prev else {}).items()}
     for bridge, addrs in changes.added.items():
@@ -182,9 +186,20 @@ def effective_config(declared: dict[str, Any], runtime: dict[str, Any],
 class Applier:
     """Full applies: ``apply -f``, and completing or healing after runtime changes."""
 
-    def __init__(self, state_dir: StateDir, nft: NftBackend | None = None) -> None:
+    def __init__(self, state_dir: StateDir, kernel: Kernel | None = None) -> None:
         self.state_dir = state_dir
-        self.nft: NftBackend = nft or LibNft()
+        self.kernel = kernel or Kernel()
+
+    @property
+    def nft(self) -> NftBackend:
+        return self.kernel.nft
+
+    @property
+    def links(self) -> LinkBackend:
+        return self.kernel.links
+
+    def desired(self, config: Config, prev: State | None) -> Desired:
+        return desired(config, prev, kernel=self.kernel)
 
     def apply(self, declared: Config, dry_run: bool = False) -> ApplyResult:
         with self.state_dir.locked():
@@ -195,10 +210,10 @@ class Applier:
             has_runtime = any(runtime.values())
             config = (effective_config(declared_raw, runtime, declared.origin) if has_runtime
                       else declared)
-            want = desired(config, prev)
-            drift = prev is not None and not unchanged_since(prev)
+            want = self.desired(config, prev)
+            drift = prev is not None and not unchanged_since(prev, self.nft)
             if (prev is not None and not drift and holds(prev, want, declared_raw, runtime)
-                    and links_in_place(config, runtime, prev)):
+                    and links_in_place(config, runtime, prev, self.links)):
                 return ApplyResult(False, dry_run)
             old = effective_config(prev.config, prev.runtime) if prev else None
             lines = describe_changes(old, config, kernel_drift=drift)
@@ -217,13 +232,13 @@ class Applier:
         are undone if the kernel refuses the batch; links deleted go only once the kernel holds
         it. Killed at any step, the pending change is left for ``recover``.
         """
-        changes: bridges.LinkChanges | None = None
+        changes: link_model.LinkChanges | None = None
         try:
             user_chain, batch = self._user_chain(want, prev)
             # a change a killed command left records the bridges it creates: they are its own
             claim = set(base.created_bridges) - set(prev.created_bridges if prev else ())
             specs = bridge_specs(want.config, base.runtime, prev, claim)
-            planned = link_model.planned(specs, bridges.observe())
+            planned = link_model.planned(specs, self.links.observe())
             kept = (set(base.created_bridges) | set(prev.created_bridges if prev else ())
                     ) - set(drop)
             base.created_bridges = sorted(kept | set(planned.created))
@@ -237,7 +252,7 @@ class Applier:
             base.user_chain = user_chain if want.config.user_rules is None else None
             self.state_dir.prepare(base)
             changes = self._links(want, prev, base, specs)
-            before = generation()
+            before = self.nft.generation()
             crash.point("nft-before")
             self.nft.run(batch)
         except NftnetError:  # the kernel does not hold the change: forget it
@@ -247,7 +262,7 @@ class Applier:
         crash.point("nft-after")
         # the kernel holds the change: from here on it is completed, now or by recover
         self._remove_links(prev, base, want.config)
-        base.generation = after_one_commit(before)
+        base.generation = follows(before, self.nft.generation())
         self.state_dir.finish(base)
         return base
 
@@ -284,7 +299,7 @@ class Applier:
         """Converge to ``after``, a pending change from ``prev`` (begun, maybe half done);
         NftnetError, the change forgotten, if the kernel does not come to hold it."""
         try:
-            want = desired(effective_config(after.config, after.runtime), after)
+            want = self.desired(effective_config(after.config, after.runtime), after)
         except NftnetError:
             self.state_dir.abort()
             raise
@@ -305,7 +320,7 @@ class Applier:
             raise NftnetError(f"{message}\n(nothing was applied before it; {names.FAMILY} "
                               f"{names.TABLE} is left as it got)")
         try:
-            self.converge(desired(effective_config(prev.config, prev.runtime), prev), prev,
+            self.converge(self.desired(effective_config(prev.config, prev.runtime), prev), prev,
                           copy.deepcopy(prev))
         except NftnetError as e:
             raise NftnetError(f"{message}\nand what nftnet applied before could not be put "
@@ -313,27 +328,29 @@ class Applier:
         raise NftnetError(message)
 
     def _links(self, want: Desired, prev: State | None, base: State,
-               specs: list[bridges.BridgeSpec]) -> bridges.LinkChanges:
+               specs: list[link_model.BridgeSpec]) -> link_model.LinkChanges:
         """Bridges (their addresses, runtime endpoints' veths back on them), sysctls, IP
         forwarding and new runtime endpoints' veths; LinkError, with what this call changed of
         the bridges taken back."""
-        changes = bridges.ensure_bridges(specs)
+        # a bridge's own settings first where it exists (IPv6 switched off by hand refuses
+        # its IPv6 gateway), then all, new bridges' too
+        _set_interface_sysctls(want.config, self.links, existing_only=True)
+        changes = self.links.ensure_bridges(specs)
         crash.point("links")
         try:
-            _set_interface_sysctls(want.config)
+            _set_interface_sysctls(want.config, self.links)
             for v in want.forwarding_to_enable:
-                sysctl.write(FORWARD_KEYS[v], "1")
+                self.links.write_sysctl(FORWARD_KEYS[v], "1")
             crash.point("sysctls")
             make, _ = veth_changes(prev.runtime["endpoints"] if prev else {},
                                    base.runtime["endpoints"])
+            for name in make:
+                self.links.attach_veth(veth_spec(name, base.runtime["endpoints"][name],
+                                                 want.config))
             if make:
-                from nftnet.link import veth
-
-                for name in make:
-                    veth.attach(veth_spec(name, base.runtime["endpoints"][name], want.config))
                 crash.point("veth-made")
         except NftnetError:
-            bridges.undo(changes)
+            self.links.undo(changes)
             raise
         return changes
 
@@ -346,41 +363,36 @@ class Applier:
         dropped = [b for b in prev.created_bridges if b not in base.created_bridges
                    and b not in used] if prev else []
         if gone or dropped:
-            from nftnet.link import veth
-
             for host_ifname in gone:
-                veth.detach(host_ifname)
-            _delete_bridges(dropped)
+                self.links.detach_veth(host_ifname)
+            _delete_bridges(self.links, dropped)
             crash.point("links-removed")
 
     def _undo(self, prev: State | None, base: State, forwarding: list[int],
-              changes: bridges.LinkChanges | None = None) -> None:
+              changes: link_model.LinkChanges | None = None) -> None:
         """Remove what ``_links`` made for the change from ``prev`` to ``base``: new runtime
         endpoints' veths, IP forwarding of ``forwarding``'s families, and ``changes`` to the
         bridges (where unknown, as for a change a killed command left: the bridges ``base``
         records and ``prev`` does not)."""
         for v in forwarding:
-            sysctl.write(FORWARD_KEYS[v], "0")
+            self.links.write_sysctl(FORWARD_KEYS[v], "0")
         make, _ = veth_changes(prev.runtime["endpoints"] if prev else {},
                                base.runtime["endpoints"])
-        if make:
-            from nftnet.link import veth
-
-            for name in make:
-                veth.detach(base.runtime["endpoints"][name]["host_ifname"])
+        for name in make:
+            self.links.detach_veth(base.runtime["endpoints"][name]["host_ifname"])
         if changes is not None:
-            bridges.undo(changes)
+            self.links.undo(changes)
         else:
-            _delete_bridges(sorted(set(base.created_bridges)
-                                   - set(prev.created_bridges if prev else ())))
+            _delete_bridges(self.links, sorted(set(base.created_bridges)
+                                               - set(prev.created_bridges if prev else ())))
 
 
-def _delete_bridges(candidates: list[str]) -> None:
+def _delete_bridges(backend: LinkBackend, candidates: list[str]) -> None:
     """Delete those of ``candidates`` that are bridges: a name recorded before nftnet created the
     bridge may since be another link of someone else's, which stays."""
     if candidates:
-        links = bridges.observe()
-        bridges.delete_links(n for n in candidates if n in links and links[n].kind == "bridge")
+        links = backend.observe()
+        backend.delete_links(n for n in candidates if n in links and links[n].kind == "bridge")
 
 
 def interface_sysctls(config: Config) -> dict[str, str]:
@@ -388,19 +400,26 @@ def interface_sysctls(config: Config) -> dict[str, str]:
     out = {}
     for net in config.networks.values():
         if net.subnet6 is not None:
-            out[sysctl.iface(6, net.bridge, "disable_ipv6")] = "0"
+            out[link_model.iface(6, net.bridge, "disable_ipv6")] = "0"
         if net.subnet4 is not None and not net.internal:
             # The host reaches ports published on 127.0.0.1 through a DNAT to the bridge.
-            out[sysctl.iface(4, net.bridge, "route_localnet")] = "1"
+            out[link_model.iface(4, net.bridge, "route_localnet")] = "1"
     if any(not n.icc for n in config.networks.values()):
-        out |= dict.fromkeys(sysctl.BRIDGE_NF, "1")
+        out |= dict.fromkeys(link_model.BRIDGE_NF, "1")
     return out
 
 
-def _set_interface_sysctls(config: Config) -> None:
+def _set_interface_sysctls(config: Config, links: LinkBackend, existing_only: bool = False
+                           ) -> None:
+    """Write what ``interface_sysctls`` says; ``existing_only``: only the settings of links
+    that exist already. NftnetError where icc: false needs br_netfilter and it is not there."""
     for key, value in interface_sysctls(config).items():
-        if key in sysctl.BRIDGE_NF and sysctl.read(key) is None:
+        now = links.read_sysctl(key)
+        if key in link_model.BRIDGE_NF and now is None:
             raise NftnetError(
                 "icc: false needs br_netfilter, which is not loaded (modprobe br_netfilter)"
             )
-        sysctl.write(key, value)
+        if now is None and existing_only:
+            continue
+        if now != value:
+            links.write_sysctl(key, value)

@@ -27,10 +27,9 @@ from nftnet.apply import (
 )
 from nftnet.compile import HostFacts
 from nftnet.config.model import Config
-from nftnet.link import bridges, sysctl
-from nftnet.nft import scratch
-from nftnet.nft.backend import TABLE_SPEC, user_chain_rules
-from nftnet.nft.libnft import LibNft
+from nftnet.kernel import Kernel
+from nftnet.link import model as link_model
+from nftnet.nft.backend import TABLE_SPEC, NftBackend, user_chain_rules
 from nftnet.nft.objects import Json
 from nftnet.state import State, StateDir
 
@@ -67,29 +66,29 @@ class Report:
                 "notes": self.notes, "coexistence": [f.to_json() for f in self.foreign]}
 
 
-def check(state_dir: StateDir, nft: LibNft | None = None) -> Report | None:
+def check(state_dir: StateDir, kernel: Kernel | None = None) -> Report | None:
     """The whole account; None when nothing is applied. Holds the lock, so that a change
     under way is never reported as drift."""
-    nft = nft or LibNft()
+    kernel = kernel or Kernel()
     with state_dir.locked():
         state = state_dir.load()
         pending = state_dir.pending() is not None
         if state is None and not pending:
             return None
-        report = inspect(state, nft) if state is not None else Report()
+        report = inspect(state, kernel) if state is not None else Report()
         if pending:
             report.drift.insert(0, Finding("state", "a change was interrupted; restore "
                                                     "completes it"))
-    report.foreign = coexist.foreign_drops(nft)
+    report.foreign = coexist.foreign_drops(kernel.nft)
     return report
 
 
-def inspect(state: State, nft: LibNft) -> Report:
+def inspect(state: State, kernel: Kernel) -> Report:
     """How the kernel and the links differ from ``state`` (restore asks this too)."""
     config = effective_config(state.config, state.runtime)
     report = Report()
-    table_drift(state, config, nft, report)
-    report.drift += link_drift(state, config)
+    table_drift(state, config, kernel, report)
+    report.drift += link_drift(state, config, kernel)
     return report
 
 
@@ -99,7 +98,8 @@ def recorded_host(state: State) -> HostFacts:
                      state.forwarding_enabled.get("6", False))
 
 
-def table_drift(state: State, config: Config, nft: LibNft, report: Report) -> None:
+def table_drift(state: State, config: Config, kernel: Kernel, report: Report) -> None:
+    nft = kernel.nft
     live = nft.list()
     if live is None:
         report.drift.append(Finding(TABLE_SPEC, "missing"))
@@ -107,9 +107,10 @@ def table_drift(state: State, config: Config, nft: LibNft, report: Report) -> No
     if config.user_rules is None:
         report.notes.append(f"chain {names.USER_CHAIN}: {len(user_chain_rules(live))} rule(s), "
                             "people's (the config has no user_rules): not compared")
-    if unchanged_since(state):
+    if unchanged_since(state, nft):
         return  # no commit since nftnet's own: no scratch namespace needed
-    want = _Index(scratch.listing(desired(config, state, recorded_host(state)).batch))
+    want = _Index(kernel.scratch.listing(desired(config, state, recorded_host(state),
+                                                 kernel).batch))
     have = _Index(live)
     report.drift += _chain_drift(want, have)
     report.notes += [f"chain {n}: not nftnet's, left alone" for n in have.chains
@@ -205,7 +206,7 @@ def _want_label(chain: str, want: _Index, config: Config) -> Callable[[int], str
     return label
 
 
-def _live_label(chain: str, nft: LibNft) -> Callable[[int, Json], str]:
+def _live_label(chain: str, nft: NftBackend) -> Callable[[int, Json], str]:
     texts: list[str] = []
 
     def label(j: int, rule: Json) -> str:
@@ -262,10 +263,10 @@ def _element_drift(subject: str, want: dict[str, str], have: dict[str, str]) -> 
     return out
 
 
-def link_drift(state: State, config: Config) -> list[Finding]:
+def link_drift(state: State, config: Config, kernel: Kernel) -> list[Finding]:
     """Bridges (up, holding exactly the gateways: ``bridges.stale_addresses``), sysctls and
     runtime endpoints' veths (on their bridge, up, hairpin on) against what the config needs."""
-    links = bridges.observe()
+    links = kernel.links.observe()
     out = []
     for spec in bridge_specs(config, state.runtime, state):
         seen = links.get(spec.name)
@@ -276,20 +277,21 @@ def link_drift(state: State, config: Config) -> list[Finding]:
         if not seen.up:
             out.append(Finding(subject, "down"))
         out += [Finding(subject, f"address {a} missing")
-                for a in bridges.missing_addresses(spec, seen)]
+                for a in link_model.missing_addresses(spec, seen)]
         out += [Finding(subject, f"address {a} is no gateway of the config")
-                for a in bridges.stale_addresses(spec, seen)]
+                for a in link_model.stale_addresses(spec, seen)]
     wanted = interface_sysctls(config) | {FORWARD_KEYS[v]: "1" for v in (4, 6)
                                           if needs_forwarding(config, v)}
     for key, value in wanted.items():
-        now = sysctl.read(key)
+        now = kernel.links.read_sysctl(key)
         if now is not None and now != value:
             out.append(Finding(f"sysctl {key}", f"is {now}; nftnet needs {value}"))
     for name, ep in sorted(state.runtime["endpoints"].items()):
         veth = ep.get("host_ifname")
         if veth is None:  # registered by its addresses alone: no link of its own to check
             continue
-        problems = bridges.port_problems(veth, config.networks[ep["network"]].bridge, links)
+        problems = link_model.port_problems(veth, config.networks[ep["network"]].bridge,
+                                            links)
         if problems is None:
             out.append(Finding(f"endpoint {name}", f"its veth {veth} is gone, and restore "
                                "cannot make it again (its container may be gone too): "

@@ -14,12 +14,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nftnet.apply import Applier, desired, effective_config
+from nftnet.apply import Applier, effective_config
 from nftnet.check import Finding, inspect
 from nftnet.compile.ruleset import BASE_CHAINS, REGULAR_CHAINS, USER, sets
 from nftnet.errors import NftnetError, TransactionError
-from nftnet.nft.backend import USER_CHAIN_SPEC, user_chain
-from nftnet.nft.libnft import LibNft
+from nftnet.nft.backend import USER_CHAIN_SPEC, NftBackend, user_chain
 from nftnet.nft.objects import Chain, user_rule
 from nftnet.nft.transaction import Transaction
 from nftnet.state import State, StateDir
@@ -37,7 +36,7 @@ def restore(state_dir: StateDir, applier: Applier | None = None
         if state is None:
             return [*lines, "nothing applied yet: nothing to restore"], []
         try:
-            drift = inspect(state, applier.nft).drift
+            drift = inspect(state, applier.kernel).drift
         except NftnetError as e:  # cannot compare (no scratch namespace): rewrite all the same
             drift = [Finding("kernel", f"not compared ({e}): everything rewritten")]
         fixable = [f for f in drift if f.fixable]
@@ -61,7 +60,7 @@ def _converge(applier: Applier, state: State, fixable: list[Finding]) -> list[st
             tx.flush(Chain(name))
             tx.delete(Chain(name))
         nft.run(tx.to_json())
-    want = desired(effective_config(state.config, state.runtime), state)
+    want = applier.desired(effective_config(state.config, state.runtime), state)
     saved = state.user_chain if want.config.user_rules is None else None
     put_back = bool(saved) and nft.list(USER_CHAIN_SPEC) is None
     base = State(config=state.config, runtime=state.runtime)
@@ -127,7 +126,7 @@ def _names(obj: Any) -> set[str]:
     return set()
 
 
-def record_user_chain(state_dir: StateDir, state: State, nft: LibNft) -> bool:
+def record_user_chain(state_dir: StateDir, state: State, nft: NftBackend) -> bool:
     """Keep the live user chain as what restore puts back after a flush: rules added by hand
     since nftnet's last change survive too (the nftables-bound unit runs this before a stop)."""
     if state.config.get("user_rules") is not None:

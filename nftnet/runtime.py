@@ -17,7 +17,6 @@ import copy
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_interface
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +35,9 @@ from nftnet.config.model import (
 from nftnet.config.publish import expand, parse_publish
 from nftnet.desired.ports import PortIndex, clash_message, holder_name
 from nftnet.errors import ConfigError, NftnetError
-from nftnet.nft.generation import after_one_commit, generation
-from nftnet.nft.libnft import LibNft
+from nftnet.kernel import Kernel
+from nftnet.link.model import MARK, LinkState, VethSpec
+from nftnet.nft.generation import follows
 from nftnet.nft.objects import Elements
 from nftnet.nft.transaction import Transaction
 from nftnet.records import config_entry, endpoint_model, host_binding, made_veth
@@ -46,7 +46,7 @@ from nftnet.state import State, StateDir, runtime_change
 
 if TYPE_CHECKING:
     from nftnet.apply import Applier
-    from nftnet.link.veth import VethSpec
+    from nftnet.link.backend import LinkBackend
     from nftnet.nft.backend import NftBackend
 
 Label = Callable[[Path_], str]  # a field's path as the command's user names it
@@ -65,18 +65,20 @@ class Step:
 
 class Runtime:
     def __init__(self, state_dir: StateDir, applier: Applier | None = None,
-                 nft: NftBackend | None = None) -> None:
+                 kernel: Kernel | None = None) -> None:
         self.state_dir = state_dir
         self._applier = applier
-        self._nft = nft
+        self.kernel = applier.kernel if applier is not None else kernel or Kernel()
 
-    @cached_property
+    @property
     def nft(self) -> NftBackend:
         """The nftables backend (libnftables, loaded on first use: the listing commands never
         need it)."""
-        if self._applier is not None:
-            return self._applier.nft
-        return self._nft if self._nft is not None else LibNft()
+        return self.kernel.nft
+
+    @property
+    def links(self) -> LinkBackend:
+        return self.kernel.links
 
     @property
     def applier(self) -> Applier:
@@ -84,7 +86,7 @@ class Runtime:
         if self._applier is None:
             from nftnet.apply import Applier
 
-            self._applier = Applier(self.state_dir, self.nft)
+            self._applier = Applier(self.state_dir, self.kernel)
         return self._applier
 
     def recover(self) -> None:
@@ -238,7 +240,7 @@ class Runtime:
             ep = load_entry("endpoints", name, raw, label)
             assert isinstance(ep, Endpoint)
             if host_ifname is not None:
-                _on_bridge(host_ifname, net.bridge, label)
+                _on_bridge(self.links.observe(), host_ifname, net.bridge, label)
             maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish),
                           lambda i: label(("endpoints", name, "publish", i)))
             state.runtime["endpoints"][name] = records.RuntimeEndpoint(
@@ -321,8 +323,6 @@ class Runtime:
         """Remove a runtime network; ``force`` removes its runtime endpoints with it. A
         driver (``owner``) may remove only its own, and with ``missing_ok`` one that is gone
         already is no error."""
-        from nftnet.link import bridges
-
         with self.state_dir.locked():
             self.recover()
             prev = self.state_dir.load()
@@ -350,8 +350,8 @@ class Runtime:
             bridge = self.entry(state, "networks", name)[0].get("bridge") or f"nft-{name}"
             del state.runtime["networks"][name]
             self._converge(state, prev, drop=[bridge])
-            seen = bridges.observe().get(bridge)
-            notes = (f"kept bridge {bridge}: it lacks nftnet's mark (ifalias {bridges.MARK!r}), "
+            seen = self.links.observe().get(bridge)
+            notes = (f"kept bridge {bridge}: it lacks nftnet's mark (ifalias {MARK!r}), "
                      "so nftnet did not make it",
                      ) if bridge in prev.created_bridges and seen is not None and not seen.marked \
                 else ()
@@ -362,11 +362,11 @@ class Runtime:
         """Make the kernel hold ``state``; ``config`` is its effective config where the caller
         has it already (a parse at 50,000 ports costs a second); ``drop`` names bridges nftnet
         made that ``state`` no longer needs."""
-        from nftnet.apply import desired, effective_config
+        from nftnet.apply import effective_config
 
         if config is None:
             config = effective_config(state.config, state.runtime)
-        self.applier.converge(desired(config, prev), prev, state, drop or ())
+        self.applier.converge(self.applier.desired(config, prev), prev, state, drop or ())
 
     # -- the journal -----------------------------------------------------------------------
 
@@ -376,7 +376,7 @@ class Runtime:
         with self.state_dir.locked():
             self.recover()
             state = self.state()
-            before = generation()
+            before = self.nft.generation()
             fresh = state.generation is not None and before == state.generation
             step = change(state)
             self.state_dir.begin(runtime_change(state, endpoint))
@@ -391,21 +391,17 @@ class Runtime:
                 self.state_dir.abort()
                 raise
             if step.remove is not None:  # the kernel holds the change: now or by recover
-                from nftnet.link import veth
-
-                veth.detach(step.remove)
+                self.links.detach_veth(step.remove)
                 crash.point("links-removed")
             self.state_dir.commit()
-            self.state_dir.save_generation(after_one_commit(before))
+            self.state_dir.save_generation(follows(before, self.nft.generation()))
             return step.result
 
     def _links_and_kernel(self, step: Step) -> None:
         """The veth ``step`` makes, then its transaction; the veth goes again if the kernel
         refuses it."""
         if step.make is not None:
-            from nftnet.link import veth
-
-            veth.attach(step.make)
+            self.links.attach_veth(step.make)
             crash.point("veth-made")
         try:
             crash.point("nft-before")
@@ -413,7 +409,7 @@ class Runtime:
             crash.point("nft-after")
         except NftnetError:
             if step.make is not None:
-                veth.detach(step.make.host_ifname)
+                self.links.detach_veth(step.make.host_ifname)
             raise
 
 
@@ -489,12 +485,9 @@ class _Gone(Exception):
     """What a change concerns is gone already: nothing to do (raised before any record)."""
 
 
-def _on_bridge(host_ifname: str, bridge: str, label: Label) -> None:
-    """ConfigError unless link ``host_ifname`` exists and is a port of ``bridge`` (one raw
-    dump: no pyroute2)."""
-    from nftnet.link import bridges
-
-    links = bridges.observe()
+def _on_bridge(links: dict[str, LinkState], host_ifname: str, bridge: str, label: Label
+               ) -> None:
+    """ConfigError unless link ``host_ifname`` exists and is a port of ``bridge``."""
     port, seen = links.get(host_ifname), links.get(bridge)
     if port is None:
         raise ConfigError([f"{label(('host_ifname',))}: no interface {host_ifname}"])
@@ -595,7 +588,6 @@ def veth_spec(name: str, entry: dict[str, Any], config: Config) -> VethSpec:
 
 
 def _veth_spec(name: str, net: Network, ep: Endpoint, entry: dict[str, Any]) -> VethSpec:
-    from nftnet.link.veth import VethSpec
 
     addrs = tuple(ip_interface(f"{a}/{s.prefixlen}") for a, s in ((ep.ipv4, net.subnet4),
                   (ep.ipv6, net.subnet6)) if a is not None and s is not None)

@@ -6,8 +6,7 @@ from typing import Any
 
 from nftnet.apply import effective_config, unchanged_since
 from nftnet.compile.elements import mappings
-from nftnet.link import bridges
-from nftnet.nft.libnft import LibNft
+from nftnet.kernel import Kernel
 from nftnet.plan import format_port
 from nftnet.state import StateDir
 
@@ -24,16 +23,17 @@ def _counters(listing: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return out
 
 
-def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, Any]:
+def collect_status(state_dir: StateDir, kernel: Kernel | None = None) -> dict[str, Any]:
     """Everything status shows, as plain data (the JSON output)."""
     with state_dir.locked():
         state = state_dir.load()
     if state is None:
         return {"applied": False}
     config = effective_config(state.config, state.runtime)
-    listing = (nft or LibNft()).list()
+    kernel = kernel or Kernel()
+    listing = kernel.nft.list()
     networks = []
-    links = bridges.observe()
+    links = kernel.links.observe()
     for net in config.networks.values():
         seen = links.get(net.bridge)
         networks.append({
@@ -46,7 +46,8 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
         "applied": True,
         # True: nothing committed since nftnet's last change; False: the table is gone; None:
         # another program committed since (nftnet check compares the table).
-        "in_sync": False if listing is None else (True if unchanged_since(state) else None),
+        "in_sync": False if listing is None else (True if unchanged_since(state, kernel.nft)
+                                                  else None),
         "networks": networks,
         "endpoints": [
             {"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),

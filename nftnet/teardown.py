@@ -2,7 +2,7 @@
 
 Links go first and nftnet's table last, so that no container is reachable without the firewall
 in between at any moment: runtime endpoints' veths, the bridges nftnet created (those the state
-lists that still carry bridges.MARK: adopted ones stay), IP forwarding where nftnet switched it
+lists that still carry link.model.MARK: adopted ones stay), IP forwarding where nftnet switched it
 on, then table inet nftnet and the state. The user chain's rules are saved to a file before
 anything is removed.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 from nftnet import names
 from nftnet.apply import FORWARD_KEYS
 from nftnet.errors import NftnetError
-from nftnet.link import bridges, sysctl, veth
+from nftnet.kernel import Kernel
+from nftnet.link.model import MARK
 from nftnet.nft.backend import TABLE_SPEC
-from nftnet.nft.libnft import LibNft
 from nftnet.nft.objects import Table
 from nftnet.nft.transaction import Transaction
 from nftnet.records import made_veth
@@ -57,22 +57,22 @@ class Plan:
                        "no longer firewalled by nftnet")
         if self.unmarked:
             out.append(f"kept: {' '.join(self.unmarked)}, listed in the state as made by "
-                       f"nftnet but without its mark (ifalias {bridges.MARK!r}): nftnet did "
+                       f"nftnet but without its mark (ifalias {MARK!r}): nftnet did "
                        "not make them, or a version before the mark did")
         return out
 
 
-def plan(state_dir: StateDir, nft: LibNft, keep_links: bool) -> Plan:
+def plan(state_dir: StateDir, kernel: Kernel, keep_links: bool) -> Plan:
     """What teardown would remove, as the state and the kernel say now, with the links and
     forwarding of a change a killed command left pending. Call with the lock."""
     pending = state_dir.pending()
     states = [s for s in pending or (state_dir.load(),) if s is not None]
-    rules = nft.chain_rules_text(names.USER_CHAIN)
-    out = Plan(table=nft.list(TABLE_SPEC) is not None, state=bool(states), keep_links=keep_links,
-               user_rules=[text for _, text in rules or []])
+    rules = kernel.nft.chain_rules_text(names.USER_CHAIN)
+    out = Plan(table=kernel.nft.list(TABLE_SPEC) is not None, state=bool(states),
+               keep_links=keep_links, user_rules=[text for _, text in rules or []])
     if not states:
         return out
-    links = bridges.observe()
+    links = kernel.links.observe()
     out.veths = sorted({veth for s in states for ep in s.runtime["endpoints"].values()
                         if (veth := made_veth(ep)) and veth in links})
     # a pending change records bridges before it makes them: a link of that name since made
@@ -84,7 +84,8 @@ def plan(state_dir: StateDir, nft: LibNft, keep_links: bool) -> Plan:
     if keep_links:
         out.kept, out.veths, out.bridges = out.bridges + out.veths, [], []
     enabled = {int(v) for s in states for v, on in s.forwarding_enabled.items() if on}
-    out.forwarding = [v for v in sorted(enabled) if sysctl.read(FORWARD_KEYS[v]) == "1"]
+    out.forwarding = [v for v in sorted(enabled)
+                      if kernel.links.read_sysctl(FORWARD_KEYS[v]) == "1"]
     return out
 
 
@@ -108,7 +109,7 @@ def save_user_rules(rules: list[str], directory: Path) -> Path:
     raise NftnetError(f"cannot find a free file name in {directory}; nothing removed")
 
 
-def execute(plan: Plan, state_dir: StateDir, nft: LibNft) -> list[str]:
+def execute(plan: Plan, state_dir: StateDir, kernel: Kernel) -> list[str]:
     """Remove what ``plan`` lists, links first; every step is tried, and the state is kept
     (so that teardown can run again) if any failed."""
     problems: list[str] = []
@@ -121,14 +122,14 @@ def execute(plan: Plan, state_dir: StateDir, nft: LibNft) -> list[str]:
 
     kept: list[str] = []
     for name in plan.veths:
-        attempt(lambda name=name: veth.detach(name))
-    attempt(lambda: kept.extend(bridges.delete_links(plan.bridges)))
+        attempt(lambda name=name: kernel.links.detach_veth(name))
+    attempt(lambda: kept.extend(kernel.links.delete_links(plan.bridges)))
     for v in plan.forwarding:
-        attempt(lambda v=v: sysctl.write(FORWARD_KEYS[v], "0"))
+        attempt(lambda v=v: kernel.links.write_sysctl(FORWARD_KEYS[v], "0"))
     if plan.table:
         tx = Transaction()
         tx.delete(Table())
-        attempt(lambda: nft.run(tx.to_json()))
+        attempt(lambda: kernel.nft.run(tx.to_json()))
     if problems:
         raise NftnetError("teardown stopped short; the state is kept, so that it can run "
                           "again:\n" + "\n".join(problems))

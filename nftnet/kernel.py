@@ -1,0 +1,56 @@
+"""The kernel boundary one engine works through: nftables, links and sysctls, and the scratch
+kernel (nft's own parser in a throwaway namespace). ``Kernel.real()`` is this host's, loaded
+on first use; tests hand the engine ``Kernel.fake()`` (nft/fake.py, link/fake.py), which the
+kernel tests prove against the real one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from nftnet.link.backend import LinkBackend
+    from nftnet.nft.backend import NftBackend, Scratch
+
+
+@dataclass
+class Kernel:
+    """Where the engine's changes go. Any part left None is this host's, made on first use
+    (libnftables costs a ``port publish`` nothing until it is used)."""
+
+    given_nft: NftBackend | None = None
+    given_links: LinkBackend | None = None
+    given_scratch: Scratch | None = None
+
+    @cached_property
+    def nft(self) -> NftBackend:
+        if self.given_nft is not None:
+            return self.given_nft
+        from nftnet.nft.libnft import LibNft
+
+        return LibNft()
+
+    @cached_property
+    def links(self) -> LinkBackend:
+        if self.given_links is not None:
+            return self.given_links
+        from nftnet.link.backend import KernelLinks
+
+        return KernelLinks()
+
+    @cached_property
+    def scratch(self) -> Scratch:
+        if self.given_scratch is not None:
+            return self.given_scratch
+        from nftnet.nft import scratch
+
+        return scratch
+
+    @classmethod
+    def fake(cls) -> Kernel:
+        """Everything in memory: for the engine's unit tests."""
+        from nftnet.link.fake import FakeLinks
+        from nftnet.nft.fake import FakeNft, FakeScratch
+
+        return cls(FakeNft(), FakeLinks(), FakeScratch())
