@@ -273,10 +273,12 @@ def _create(spec: BridgeSpec, host: bytes) -> _Request:
                     _NLM_F_CREATE | _NLM_F_EXCL, msg)
 
 
-def _mark(name: str, index: int) -> _Request:
+def _mark(name: str, index: int = 0) -> _Request:
     # the kernel ignores IFLA_IFALIAS in a request that creates a link: a second one sets it
+    # (by name where the index is not known yet: right behind the creation, in its send)
+    attrs = [("IFLA_IFALIAS", MARK)] if index else [("IFLA_IFNAME", name), ("IFLA_IFALIAS", MARK)]
     return _Request(f"cannot mark {name} as nftnet's", _RTM_NEWLINK, 0,
-                    _link_msg(index, False, [("IFLA_IFALIAS", MARK)]))
+                    _link_msg(index, False, attrs))
 
 
 def _address_msg(index: int, addr: IPv4Interface | IPv6Interface) -> Any:
@@ -389,17 +391,22 @@ def ensure_bridges(specs: Iterable[BridgeSpec]) -> LinkChanges:
             if new:
                 unsure = [s.name for s in new]
                 host = _machine_id()
-                requests = [_create(s, host) for s in new]
+                # each bridge marked in the same send as it is made (pairs never straddle a
+                # chunk): no kill leaves a bridge of nftnet's without its mark
+                requests = [r for s in new for r in (_create(s, host), _mark(s.name))]
                 results = _send_batch(ipr, requests)
-                changes.created = [s.name for s, err in zip(new, results, strict=True)
+                changes.created = [s.name for s, err in zip(new, results[::2], strict=True)
                                    if err is None]
                 unsure = []
                 crash.point("bridges-created")
-                if problems := _failures(requests, results):
+                # a mark fails with its bridge: only the marks of bridges made are news
+                marked = [(req, err) for req, err, made in zip(
+                    requests[1::2], results[1::2], results[::2], strict=True) if made is None]
+                if problems := _failures(requests[::2], results[::2]) + _failures(
+                        [req for req, _ in marked], [err for _, err in marked]):
                     raise LinkError("; ".join(problems))
                 links = observe()
-            requests = [_mark(n, links[n].index) for n in changes.created]
-            requests += _settle(specs, links)
+            requests = _settle(specs, links)
             results = _send_batch(ipr, requests)
             _record(changes, requests, results)
             if problems := _failures(requests, results):

@@ -185,7 +185,7 @@ def test_check_names_a_deleted_element_and_restore_puts_it_back(engine: Engine) 
     report = engine.check()
     assert report is not None and not report.in_sync
     assert any("element missing" in str(f) for f in report.drift)
-    lines, unrestored = engine.restore()
+    _, unrestored = engine.restore()
     assert not unrestored and published(engine) == {"tcp/8080"}
     report = engine.check()
     assert report is not None and report.in_sync
