@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks for nftnet, its tests and its demo:
-# Debian packages (nftables, libnftables, iptables, iproute2; containernetworking-plugins for
-# nftnet-cni's chain tests) and a virtualenv in .venv.
+# Debian packages (nftables, libnftables, iptables, iproute2; the container runtimes the driver
+# tests run: containernetworking-plugins, docker.io with busybox-static for its image, podman)
+# and a virtualenv in .venv. Installing docker.io or podman starts no daemon where no init
+# system runs (as in CI); on a host with systemd, mask docker.service first.
 # Idempotent: a second run installs nothing. Needs root (apt-get, network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(nftables libnftables1 iptables iproute2 util-linux python3-venv
-          containernetworking-plugins)
+          containernetworking-plugins busybox-static)
+if [ -d /run/systemd/system ]; then
+  # the packages would start dockerd and podman's units on this host: install them yourself
+  # (units masked) to run the driver tests; without them those tests skip
+  echo "setup: systemd runs here: not installing docker.io and podman" >&2
+else
+  packages+=(docker.io podman)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
