@@ -196,7 +196,7 @@ class Engine:
     def effective(self) -> tuple[State, Config]:
         """The state and the config the kernel should hold (declared plus runtime);
         NftnetError when nothing is applied."""
-        from nftnet.apply import effective_config
+        from nftnet.desired.effective import effective_config
 
         with self.state_dir.locked():
             self._runtime.recover()

@@ -12,17 +12,23 @@ import hashlib
 import json
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from ipaddress import ip_interface
 from typing import Any
 
 from nftnet import crash, names
 from nftnet.compile import HostFacts, compile_config
 from nftnet.compile.elements import PORT_MAPS
 from nftnet.config.dump import dump_config
-from nftnet.config.load import located, parse_config
-from nftnet.config.model import Config, Origin
+from nftnet.config.load import located
+from nftnet.config.model import Config
+from nftnet.desired.effective import after_apply, effective_config
+from nftnet.desired.links import (
+    FORWARD_KEYS,
+    added_addresses,
+    bridge_specs,
+    interface_sysctls,
+    needs_forwarding,
+)
 from nftnet.desired.ports import PortIndex
-from nftnet.effective import after_apply, merge
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.kernel import Kernel
 from nftnet.link import model as link_model
@@ -36,8 +42,6 @@ from nftnet.results import ApplyResult
 from nftnet.runtime import veth_changes, veth_spec
 from nftnet.state import State, StateDir, empty_runtime
 
-FORWARD_KEYS = {4: link_model.IP_FORWARD, 6: link_model.IP6_FORWARD}
-
 
 @dataclass
 class Desired:
@@ -49,13 +53,6 @@ class Desired:
     batch_hash: str  # of all but the published ports' elements (State.batch_hash)
     ports_hash: str  # of those
     forwarding_to_enable: list[int] = field(default_factory=list)
-
-
-def needs_forwarding(config: Config, family: int) -> bool:
-    return any(
-        (n.subnet4 if family == 4 else n.subnet6) is not None and not n.internal
-        for n in config.networks.values()
-    )
 
 
 def host_facts(config: Config, prev: State | None, links: LinkBackend
@@ -131,56 +128,11 @@ def unchanged_since(state: State, nft: NftBackend) -> bool:
     return state.generation is not None and nft.generation() == state.generation
 
 
-def bridge_specs(config: Config, runtime: dict[str, Any], state: State | None,
-                 claim: Collection[str] = ()) -> list[link_model.BridgeSpec]:
-    """The bridges ``config`` needs, each with the veths of the ``runtime`` endpoints on it,
-    and, as ``state`` (nftnet's last change) records, whether nftnet created it (it then holds
-    only the gateways) or which addresses nftnet added to it (the only ones it takes away);
-    ``claim`` names those the change under way records as its own creations."""
-    ports: dict[str, list[str]] = {}
-    for ep in runtime["endpoints"].values():
-        if ep.get("host_ifname"):
-            ports.setdefault(config.networks[ep["network"]].bridge, []).append(ep["host_ifname"])
-    created = set(state.created_bridges if state else ()) | set(claim)
-    added = state.bridge_addresses if state else {}
-    out = []
-    for net in config.networks.values():
-        addrs = tuple(
-            ip_interface(f"{gw}/{subnet.prefixlen}")
-            for gw, subnet in ((net.gateway4, net.subnet4), (net.gateway6, net.subnet6))
-            if gw is not None and subnet is not None
-        )
-        out.append(link_model.BridgeSpec(net.bridge, addrs, net.mtu,
-                                      tuple(sorted(ports.get(net.bridge, ()))),
-                                      net.bridge in created,
-                                      frozenset(added.get(net.bridge, ())),
-                                      net.bridge in claim))
-    return out
-
-
 def links_in_place(config: Config, runtime: dict[str, Any], state: State | None,
                    links: LinkBackend) -> bool:
     """Whether the bridges, their addresses and the runtime endpoints' veths on them are as
     ``config`` needs: one raw dump, no pyroute2."""
     return link_model.settled(bridge_specs(config, runtime, state), links.observe())
-
-
-def added_addresses(prev: State | None, changes: link_model.LinkChanges) -> dict[str, list[str]]:
-    """``State.bridge_addresses`` after ``changes``: what nftnet added, less what it took away."""
-    out = {b: set(addrs) for b, addrs in (prev.bridge_addresses if prev else {}).items()}
-    for bridge, addrs in changes.added.items():
-        out.setdefault(bridge, set()).update(addrs)
-    for bridge, addrs in changes.removed.items():
-        out.get(bridge, set()).difference_update(addrs)
-    return {b: sorted(addrs) for b, addrs in sorted(out.items()) if addrs}
-
-
-def effective_config(declared: dict[str, Any], runtime: dict[str, Any],
-                     origin: Origin | None = None) -> Config:
-    """The config the kernel should hold: the declared file plus runtime changes. ``origin``,
-    the declared file's, locates problems of its user_rules (runtime changes have none)."""
-    config = parse_config(json.dumps(merge(declared, runtime)), "config + runtime changes")
-    return replace(config, origin=origin)
 
 
 class Applier:
@@ -393,20 +345,6 @@ def _delete_bridges(backend: LinkBackend, candidates: list[str]) -> None:
     if candidates:
         links = backend.observe()
         backend.delete_links(n for n in candidates if n in links and links[n].kind == "bridge")
-
-
-def interface_sysctls(config: Config) -> dict[str, str]:
-    """Per-bridge settings, and br_netfilter's for icc=false (as Docker does): key -> value."""
-    out = {}
-    for net in config.networks.values():
-        if net.subnet6 is not None:
-            out[link_model.iface(6, net.bridge, "disable_ipv6")] = "0"
-        if net.subnet4 is not None and not net.internal:
-            # The host reaches ports published on 127.0.0.1 through a DNAT to the bridge.
-            out[link_model.iface(4, net.bridge, "route_localnet")] = "1"
-    if any(not n.icc for n in config.networks.values()):
-        out |= dict.fromkeys(link_model.BRIDGE_NF, "1")
-    return out
 
 
 def _set_interface_sysctls(config: Config, links: LinkBackend, existing_only: bool = False

@@ -16,17 +16,11 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from nftnet import coexist, names
-from nftnet.apply import (
-    FORWARD_KEYS,
-    bridge_specs,
-    desired,
-    effective_config,
-    interface_sysctls,
-    needs_forwarding,
-    unchanged_since,
-)
+from nftnet.apply import desired, unchanged_since
 from nftnet.compile import HostFacts
 from nftnet.config.model import Config
+from nftnet.desired.effective import effective_config
+from nftnet.desired.links import FORWARD_KEYS, bridge_specs, interface_sysctls, needs_forwarding
 from nftnet.kernel import Kernel
 from nftnet.link import model as link_model
 from nftnet.nft.backend import TABLE_SPEC, NftBackend, user_chain_rules

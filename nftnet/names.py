@@ -11,6 +11,7 @@ from typing import Final
 
 FAMILY: Final = "inet"
 TABLE: Final = "nftnet"
+TABLE_REF: Final = f"{FAMILY} {TABLE}"  # as nft commands name it: "inet nftnet"
 
 # Regular chain people own: evaluated first on the forwarded path (Docker's DOCKER-USER).
 USER_CHAIN: Final = "user"

@@ -47,7 +47,7 @@ def describe_changes(old: Config | None, new: Config, kernel_drift: bool = False
     base = old or Config()
     out = []
     if old is None:
-        out.append(f"+ table {names.FAMILY} {names.TABLE}")
+        out.append(f"+ table {names.TABLE_REF}")
     elif kernel_drift:
         out.append("! the kernel changed since nftnet's last full apply: nftnet's table is "
                    "rewritten")

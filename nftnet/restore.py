@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nftnet.apply import Applier, effective_config
+from nftnet.apply import Applier
 from nftnet.check import Finding, inspect
 from nftnet.compile.ruleset import BASE_CHAINS, REGULAR_CHAINS, USER, sets
+from nftnet.desired.effective import effective_config
 from nftnet.errors import NftnetError, TransactionError
 from nftnet.nft.backend import USER_CHAIN_SPEC, NftBackend, user_chain
 from nftnet.nft.objects import Chain, user_rule

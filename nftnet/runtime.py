@@ -291,9 +291,9 @@ class Runtime:
         option at fault and, for a clash, the network that holds the subnet or bridge."""
         from dataclasses import replace
 
-        from nftnet.apply import effective_config
         from nftnet.config.checks import check_config
         from nftnet.config.load import load_entry
+        from nftnet.desired.effective import effective_config
 
         label = _option_label("networks", name, raw)
         net = load_entry("networks", name, raw, label)
@@ -362,7 +362,7 @@ class Runtime:
         """Make the kernel hold ``state``; ``config`` is its effective config where the caller
         has it already (a parse at 50,000 ports costs a second); ``drop`` names bridges nftnet
         made that ``state`` no longer needs."""
-        from nftnet.apply import effective_config
+        from nftnet.desired.effective import effective_config
 
         if config is None:
             config = effective_config(state.config, state.runtime)

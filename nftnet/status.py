@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from nftnet.apply import effective_config, unchanged_since
+from nftnet.apply import unchanged_since
 from nftnet.compile.elements import mappings
+from nftnet.desired.effective import effective_config
 from nftnet.kernel import Kernel
 from nftnet.plan import format_port
 from nftnet.state import StateDir

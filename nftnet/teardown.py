@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nftnet import names
-from nftnet.apply import FORWARD_KEYS
+from nftnet.desired.links import FORWARD_KEYS
 from nftnet.errors import NftnetError
 from nftnet.kernel import Kernel
 from nftnet.link.model import MARK
@@ -95,10 +95,10 @@ def save_user_rules(rules: list[str], directory: Path) -> Path:
     for n in range(100):
         path = directory / f"nftnet-user-chain-{stamp}{f'-{n}' if n else ''}.nft"
         try:
-            create_file(path, f"# The rules of chain {names.FAMILY} {names.TABLE} "
+            create_file(path, f"# The rules of chain {names.TABLE_REF} "
                         f"{names.USER_CHAIN}, saved by nftnet teardown at {stamp}.\n"
                         "# After a new `nftnet apply`, put them back with: nft -f THIS_FILE\n"
-                        + "".join(f"add rule {names.FAMILY} {names.TABLE} {names.USER_CHAIN} "
+                        + "".join(f"add rule {names.TABLE_REF} {names.USER_CHAIN} "
                                   f"{r}\n" for r in rules))
             return path
         except FileExistsError:

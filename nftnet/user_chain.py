@@ -34,7 +34,7 @@ def rules(nft: NftBackend) -> Rules:
     """(handle, nft text) of the chain's rules, in order; NftnetError without the table."""
     found = nft.chain_rules_text(names.USER_CHAIN)
     if found is None:
-        raise NftnetError(f"table {names.FAMILY} {names.TABLE} does not exist: run nftnet apply "
+        raise NftnetError(f"table {names.TABLE_REF} does not exist: run nftnet apply "
                           "first")
     return found
 

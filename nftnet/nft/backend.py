@@ -16,8 +16,8 @@ from nftnet import names
 from nftnet.errors import TransactionError
 from nftnet.nft.objects import Json
 
-TABLE_SPEC = f"table {names.FAMILY} {names.TABLE}"
-USER_CHAIN_SPEC = f"chain {names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
+TABLE_SPEC = f"table {names.TABLE_REF}"
+USER_CHAIN_SPEC = f"chain {names.TABLE_REF} {names.USER_CHAIN}"
 Rules = list[tuple[int, str]]  # (handle, rule in nft syntax), in chain order
 
 
@@ -33,7 +33,7 @@ class NftBackend(Protocol):
         FAMILY NAME``, ``chain FAMILY TABLE NAME`` or ``chains`` (every table's); None when
         that table or chain does not exist; TransactionError if it cannot be listed."""
 
-    def chain_rules_text(self, chain: str, table: str = f"{names.FAMILY} {names.TABLE}"
+    def chain_rules_text(self, chain: str, table: str = names.TABLE_REF
                          ) -> Rules | None:
         """(handle, rule in nft syntax) of each rule of ``chain`` in ``table`` ("FAMILY
         NAME"), in order; None when the chain (or its table) does not exist."""

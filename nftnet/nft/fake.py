@@ -101,7 +101,7 @@ class FakeNft:
             raise NotImplementedError(f"FakeNft does not list {what!r}")
         return None if out is None else json.loads(json.dumps(out))
 
-    def chain_rules_text(self, chain: str, table: str = f"{names.FAMILY} {names.TABLE}"
+    def chain_rules_text(self, chain: str, table: str = names.TABLE_REF
                          ) -> Rules | None:
         """As the kernel's, but rules outside fake_text.py's subset of nft show as JSON."""
         family, _, name = table.partition(" ")

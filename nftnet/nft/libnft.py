@@ -58,7 +58,7 @@ class LibNft:
             raise TransactionError(f"cannot list {what}: {err.strip()}")
         return str(out)
 
-    def chain_rules_text(self, chain: str, table: str = f"{names.FAMILY} {names.TABLE}"
+    def chain_rules_text(self, chain: str, table: str = names.TABLE_REF
                          ) -> Rules | None:
         """(handle, rule in nft syntax) for each rule of ``chain`` in ``table``, in order;
         None when the chain (or the table) does not exist."""

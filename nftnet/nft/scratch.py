@@ -24,7 +24,7 @@ from nftnet.nft.objects import Json
 if TYPE_CHECKING:
     from nftnet.nft.libnft import LibNft
 
-USER_CHAIN_SPEC = f"{names.FAMILY} {names.TABLE} {names.USER_CHAIN}"
+USER_CHAIN_SPEC = f"{names.TABLE_REF} {names.USER_CHAIN}"
 # Elements kept of each set in a table rules are checked against: no rule needs any to be
 # parsed, but one shows that an entry flushes the set or deletes from it (see one_rule), where
 # all of them would make each of the listings one_rule compares slow for a large table.

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects.py",
-        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/effective.py", "nftnet/records.py",
+        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/records.py",
         "nftnet/nft/backend.py", "nftnet/nft/fake.py", "nftnet/nft/fake_tables.py",
         "nftnet/nft/fake_sets.py", "nftnet/nft/fake_text.py", "nftnet/link/model.py",
         "nftnet/link/backend.py", "nftnet/link/fake.py",

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nftnet.apply import bridge_specs, interface_sysctls
 from nftnet.config.load import parse_config
+from nftnet.desired.links import bridge_specs, interface_sysctls
 from nftnet.errors import LinkError
 from nftnet.link.backend import KernelLinks, LinkBackend
 from nftnet.link.fake import FRESH, FakeLinks

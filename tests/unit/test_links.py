@@ -9,7 +9,7 @@ from ipaddress import ip_interface
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nftnet.apply import added_addresses
+from nftnet.desired.links import added_addresses
 from nftnet.link.bridges import BridgeSpec, LinkChanges, LinkState, port_problems, stale_addresses
 from nftnet.state import State
 

@@ -10,8 +10,12 @@ Rules, documented in the README ("Runtime changes and apply"):
 from __future__ import annotations
 
 import copy
+import json
+from dataclasses import replace
 from typing import Any
 
+from nftnet.config.load import parse_config
+from nftnet.config.model import Config, Origin
 from nftnet.errors import ConfigError
 from nftnet.records import config_entry
 
@@ -49,3 +53,11 @@ def after_apply(runtime: dict[str, Any], declared: dict[str, Any]) -> dict[str, 
     names = set(declared.get("endpoints") or {}) | set(kept["endpoints"])
     kept["publish"] = {k: v for k, v in kept["publish"].items() if k in names}
     return kept
+
+
+def effective_config(declared: dict[str, Any], runtime: dict[str, Any],
+                     origin: Origin | None = None) -> Config:
+    """The config the kernel should hold: the declared file plus runtime changes. ``origin``,
+    the declared file's, locates problems of its user_rules (runtime changes have none)."""
+    config = parse_config(json.dumps(merge(declared, runtime)), "config + runtime changes")
+    return replace(config, origin=origin)
