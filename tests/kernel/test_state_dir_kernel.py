@@ -225,7 +225,7 @@ def test_teardown_deletes_only_bridges_that_carry_the_mark(netns: Netns, tmp_pat
 
     out = nftnet(netns, "teardown", "--yes", state_dir=state).stdout
     assert "bridges nftnet created: nft-back nft-front\n" in out
-    assert "kept: victimbr br-adopted, listed in the state as made by nftnet but without " \
+    assert "kept: br-adopted victimbr, listed in the state as made by nftnet but without " \
            "its mark" in out
     assert set(links(netns)) == {"lo", "br-adopted", "victimbr"}
     assert not state.exists()
