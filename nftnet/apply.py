@@ -35,8 +35,9 @@ from nftnet.link import model as link_model
 from nftnet.link.backend import LinkBackend
 from nftnet.nft.backend import NftBackend, Scratch, user_chain
 from nftnet.nft.generation import follows
-from nftnet.nft.objects import Elements, Json
+from nftnet.nft.objects import Elements, Json, user_rule
 from nftnet.nft.scratch import SAMPLE
+from nftnet.nft.transaction import Transaction
 from nftnet.plan import describe_changes
 from nftnet.results import ApplyResult
 from nftnet.runtime import veth_changes, veth_spec
@@ -53,6 +54,7 @@ class Desired:
     batch_hash: str  # of all but the published ports' elements (State.batch_hash)
     ports_hash: str  # of those
     forwarding_to_enable: list[int] = field(default_factory=list)
+    compiled: Transaction | None = None  # the batch without user rules, to add others to
 
 
 def host_facts(config: Config, prev: State | None, links: LinkBackend
@@ -70,21 +72,37 @@ def host_facts(config: Config, prev: State | None, links: LinkBackend
     return HostFacts(enabled.get("4", False), enabled.get("6", False)), to_enable
 
 
-def user_rules_json(config: Config, host: HostFacts, scratch: Scratch) -> list[Json] | None:
+def user_rules_json(config: Config, host: HostFacts, scratch: Scratch | None = None,
+                    compiled: Transaction | None = None) -> list[Json] | None:
     """The user rules as nft lists them (``backend.rule_body``): parsed by nft itself inside
-    nftnet's table (so they may use its sets), each proven to be exactly one rule
-    (``scratch.one_rule``). ConfigError names each entry that is not, at its file line."""
+    nftnet's table (so they may use its sets; ``compiled``, the config's batch without its user
+    rules, where the caller has it), each proven to be exactly one rule (``scratch.one_rule``).
+    ConfigError names each entry that is not, at its file line."""
     if not config.user_rules:
         return None if config.user_rules is None else []
-    skeleton = compile_config(config, host, [])
-    skeleton.ops = [(verb, replace(obj, items=obj.items[:SAMPLE])
-                     if isinstance(obj, Elements) else obj) for verb, obj in skeleton.ops]
+    if scratch is None:
+        from nftnet.nft import scratch as scratch_module
+
+        scratch = scratch_module
+    compiled = compiled or compile_config(config, host, [])
+    skeleton = Transaction(ops=[(verb, replace(obj, items=obj.items[:SAMPLE])
+                                 if isinstance(obj, Elements) else obj)
+                                for verb, obj in compiled.ops])
     parsed, problems = scratch.parse_user_rules(skeleton.to_json(), list(config.user_rules))
     if problems:
         raise ConfigError(located(config.origin, [
             (("user_rules", i), problem.describe(config.user_rules[i]))
             for i, problem in sorted(problems.items())]))
     return parsed
+
+
+def with_user_rules(tx: Transaction, rules: list[Json] | list[list[Json]]) -> Json:
+    """The batch of ``tx`` with ``rules`` (as nft listed them) added to the user chain last,
+    where the compiler puts them: the config is compiled once."""
+    out = Transaction(ops=list(tx.ops))
+    for recorded in rules:
+        out.add(user_rule(recorded))
+    return out.to_json()
 
 
 def desired(config: Config, prev: State | None, host: HostFacts | None = None,
@@ -95,13 +113,14 @@ def desired(config: Config, prev: State | None, host: HostFacts | None = None,
     to_enable: list[int] = []
     if host is None:
         host, to_enable = host_facts(config, prev, kernel.links)
-    batch = compile_config(config, host, user_rules_json(config, host, kernel.scratch)).to_json()
+    tx = compile_config(config, host, None if config.user_rules is None else [])
+    batch = with_user_rules(tx, user_rules_json(config, host, kernel.scratch, tx) or [])
     ports: list[Json] = []
     rest: list[Json] = []
     for op in batch["nftables"]:
         name = op.get("add", {}).get("element", {}).get("name")
         (ports if name in PORT_MAPS else rest).append(op)
-    return Desired(config, host, batch, _digest(rest), _digest(ports), to_enable)
+    return Desired(config, host, batch, _digest(rest), _digest(ports), to_enable, tx)
 
 
 def _digest(ops: list[Json]) -> str:
@@ -230,7 +249,8 @@ class Applier:
         saved = prev.user_chain if prev and want.config.user_rules is None else None
         if live is not None or not saved:
             return live or [], want.batch
-        return saved, compile_config(want.config, want.host, saved).to_json()
+        compiled = want.compiled or compile_config(want.config, want.host)
+        return saved, with_user_rules(compiled, saved)
 
     def recover(self) -> bool:
         """Complete a change a killed nftnet left pending: the kernel, the links and the state
