@@ -25,8 +25,7 @@ class Netns:
         return self.name
 
 
-@pytest.fixture
-def netns() -> Iterator[Netns]:
+def _throwaway() -> Iterator[Netns]:
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     ns = Netns()
@@ -35,3 +34,8 @@ def netns() -> Iterator[Netns]:
         yield ns
     finally:
         subprocess.run(["ip", "netns", "del", ns.name], check=False)
+
+
+netns = pytest.fixture(_throwaway, name="netns")
+# a second namespace for a test that needs one besides ``netns`` (a container's)
+container = pytest.fixture(_throwaway, name="container")

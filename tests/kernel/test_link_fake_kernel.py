@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +45,6 @@ class Kernel:
         assert self.proc.stdin
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def container() -> Iterator[Netns]:
-    ns = Netns()
-    subprocess.run(["ip", "netns", "add", ns.name], check=True)
-    try:
-        yield ns
-    finally:
-        subprocess.run(["ip", "netns", "del", ns.name], check=False)
 
 
 def ip_on_fake(fake: FakeLinks, command: str) -> None:

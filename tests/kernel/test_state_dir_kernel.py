@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from tests.kernel.conftest import Netns
 from tests.nftnet_run import nftnet, write_config
+from tests.unit.test_state_dir import modes, umask
 
 pytestmark = pytest.mark.kernel
 
@@ -41,22 +40,6 @@ def links(ns: Netns) -> dict[str, dict[str, Any]]:
 def fingerprint(path: Path) -> tuple[str, int, int, int]:
     st = path.stat()
     return path.read_text(), stat.S_IMODE(st.st_mode), st.st_mtime_ns, st.st_nlink
-
-
-@contextmanager
-def umask(mask: int) -> Iterator[None]:
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def modes(root: Path) -> dict[str, int]:
-    out = {".": stat.S_IMODE(root.stat().st_mode)}
-    for path in root.rglob("*"):
-        out[str(path.relative_to(root))] = stat.S_IMODE(path.lstat().st_mode)
-    return out
 
 
 @pytest.fixture
