@@ -5,7 +5,6 @@ kernel tests prove against the real one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -14,14 +13,14 @@ if TYPE_CHECKING:
     from nftnet.nft.backend import NftBackend, Scratch
 
 
-@dataclass
 class Kernel:
     """Where the engine's changes go. Any part left None is this host's, made on first use
-    (libnftables costs a ``port publish`` nothing until it is used)."""
+    (libnftables costs a ``port publish`` nothing until it is used). A plain class: a
+    dataclass costs every command's start-up a millisecond."""
 
-    given_nft: NftBackend | None = None
-    given_links: LinkBackend | None = None
-    given_scratch: Scratch | None = None
+    def __init__(self, nft: NftBackend | None = None, links: LinkBackend | None = None,
+                 scratch: Scratch | None = None) -> None:
+        self.given_nft, self.given_links, self.given_scratch = nft, links, scratch
 
     @cached_property
     def nft(self) -> NftBackend:

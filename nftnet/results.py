@@ -9,7 +9,7 @@ from ipaddress import IPv4Interface, IPv6Interface
 from nftnet.config.model import PortMapping
 
 
-@dataclass(frozen=True)
+@dataclass
 class ApplyResult:
     """An apply or a plan: whether anything changes, and the changes in words (a first
     apply lists everything as added)."""
@@ -19,7 +19,7 @@ class ApplyResult:
     changes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass
 class PortChange:
     """Ports one call published (``added``) or took away (``removed``), one mapping per host
     binding."""
@@ -29,7 +29,7 @@ class PortChange:
     removed: tuple[PortMapping, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass
 class EndpointChange:
     """An endpoint made (``added``), replaced or removed: its network, the addresses it
     holds (with their prefix), its host interface, and the ports that changed with it."""
@@ -42,7 +42,7 @@ class EndpointChange:
     ports: PortChange | None = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class NetworkChange:
     """A network made (``added``) or removed, with the endpoints removed along with it and
     a note for each bridge nftnet kept although it was listed as its own."""

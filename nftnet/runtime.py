@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from nftnet import crash, records
 from nftnet.compile.elements import port_elements
 from nftnet.config.checks import host_problem
-from nftnet.config.document import Path_, format_path
 from nftnet.config.model import (
     Config,
     Endpoint,
@@ -36,7 +35,6 @@ from nftnet.config.publish import expand, parse_publish
 from nftnet.desired.ports import PortIndex, clash_message, holder_name
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.kernel import Kernel
-from nftnet.link.model import MARK, LinkState, VethSpec
 from nftnet.nft.generation import follows
 from nftnet.nft.objects import Elements
 from nftnet.nft.transaction import Transaction
@@ -46,10 +44,12 @@ from nftnet.state import State, StateDir, runtime_change
 
 if TYPE_CHECKING:
     from nftnet.apply import Applier
+    from nftnet.config.document import Path_
     from nftnet.link.backend import LinkBackend
+    from nftnet.link.model import LinkState, VethSpec
     from nftnet.nft.backend import NftBackend
 
-Label = Callable[[Path_], str]  # a field's path as the command's user names it
+Label = Callable[["Path_"], str]  # a field's path as the command's user names it
 
 
 @dataclass
@@ -323,6 +323,8 @@ class Runtime:
         """Remove a runtime network; ``force`` removes its runtime endpoints with it. A
         driver (``owner``) may remove only its own, and with ``missing_ok`` one that is gone
         already is no error."""
+        from nftnet.link import model as link_model
+
         with self.state_dir.locked():
             self.recover()
             prev = self.state_dir.load()
@@ -351,7 +353,7 @@ class Runtime:
             del state.runtime["networks"][name]
             self._converge(state, prev, drop=[bridge])
             seen = self.links.observe().get(bridge)
-            notes = (f"kept bridge {bridge}: it lacks nftnet's mark (ifalias {MARK!r}), "
+            notes = (f"kept bridge {bridge}: it lacks nftnet's mark (ifalias {link_model.MARK!r}), "
                      "so nftnet did not make it",
                      ) if bridge in prev.created_bridges and seen is not None and not seen.marked \
                 else ()
@@ -546,6 +548,8 @@ def _option_label(kind: str, name: str, raw: dict[str, Any]) -> Label:
         if path[:2] == (kind, name):
             path = path[2:]
         elif path[:1] in (("networks",), ("endpoints",)):  # another entry's own problem
+            from nftnet.config.document import format_path
+
             return format_path(path)
         who = f"{kind[:-1]} {name}"
         if not path:
@@ -588,6 +592,7 @@ def veth_spec(name: str, entry: dict[str, Any], config: Config) -> VethSpec:
 
 
 def _veth_spec(name: str, net: Network, ep: Endpoint, entry: dict[str, Any]) -> VethSpec:
+    from nftnet.link.model import VethSpec  # attach only: a publish never needs it
 
     addrs = tuple(ip_interface(f"{a}/{s.prefixlen}") for a, s in ((ep.ipv4, net.subnet4),
                   (ep.ipv6, net.subnet6)) if a is not None and s is not None)
