@@ -169,9 +169,9 @@ class CniEngine:
 
     def check(self, owner: str, network: Network, endpoint: Endpoint,
               ports: Sequence[PortMap]) -> list[str]:
-        report = self.api.check()
-        state = self._state()
-        if report is None or state is None:
+        state = self._state()  # first: check() would make a missing state directory
+        report = None if state is None else self.api.check()
+        if state is None or report is None:
             return [f"nftnet holds nothing in {self.api.state_dir.path}"]
         problems = self._records(owner, state, network, endpoint, ports)
         ep_name = endpoint_name(network.name, endpoint.attachment)
