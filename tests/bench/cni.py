@@ -17,7 +17,8 @@ bridge plugin's result, as a whole process entered with nsenter:
   take hours at 10,000. Checked first: at 10 mappings the generated layout is exactly what
   five real portmap ADDs write;
 - start-up only: a Python process that imports what nftnet-cni had imported at the end of an
-  ADD (recorded in the first ADD), the least any Python plugin doing the same costs.
+  ADD (recorded in an untimed ADD on the existing network), the least any Python plugin
+  doing the same costs.
 Contenders alternate within each round; sizes are set up side by side.
 """
 
@@ -194,10 +195,11 @@ def fill_portmap(side: Side, mappings: int) -> None:
 
 def fill_nftnet(stack: contextlib.ExitStack, side: Side, ports: int, modules: Path) -> None:
     """``ports`` published by ``nftnet apply`` of the sized config, then the CNI network made
-    by a first ADD (untimed), which records the modules nftnet-cni imported."""
+    by a first ADD, and a second ADD that records the modules nftnet-cni imported (untimed)."""
     config = side.dir / "config.json"
     config.write_text(json.dumps(sized_config(ports)))
     run_in(side.ns, nftnet_argv(side.dir / "state", "apply", "-f", str(config)))
+    _add(stack, side, FIRST_PORT - 1)
     cid, prev = _container(stack, side)
     plugin = side.chain["plugins"][1]
     record = (f"import sys\nfrom nftnet.drivers.cni.main import main\nrc = main()\n"
