@@ -65,6 +65,7 @@ ROWS = [
     Row("host to a port published on 127.0.0.1", "host", "127.0.0.1", 8081, ANY,
         families=(4,)),
     Row("host to a container address", "host", "web", 80, ANY),
+    Row("... on the icc=false network (its servers answer)", "host", "other", 80, ANY),
 ]
 
 
