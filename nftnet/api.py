@@ -55,8 +55,10 @@ class Engine:
     """nftnet on one state directory and one network namespace's kernel."""
 
     def __init__(self, state_dir: str | os.PathLike[str] = DEFAULT_DIR,
-                 kernel: Kernel | None = None) -> None:
-        self.state_dir = StateDir(state_dir)
+                 kernel: Kernel | None = None, lock_timeout: float | None = None) -> None:
+        """``lock_timeout``: how long a call waits at most for another command's lock
+        (LockTimeout then); None, the CLI's: as long as it takes."""
+        self.state_dir = StateDir(state_dir, lock_timeout)
         self.kernel = kernel or Kernel()
 
     @property
@@ -218,8 +220,7 @@ class Engine:
         owner: None for people); declared ones are absent."""
         from nftnet import records
 
-        return {kind: {n: records.owner(e) for n, e in state.runtime[kind].items()}
-                for kind in ("networks", "endpoints")}
+        return records.owners(state.runtime)
 
     def chains(self) -> list[Json]:
         """Every chain of every table, as libnftables lists them (drivers look for other

@@ -61,6 +61,12 @@ def owner(raw: Entry) -> str | None:
     return raw.get("owner")
 
 
+def owners(runtime: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+    """Who holds each runtime network and endpoint: "networks"/"endpoints" -> name -> owner."""
+    return {kind: {n: owner(e) for n, e in runtime[kind].items()}
+            for kind in ("networks", "endpoints")}
+
+
 def made_veth(raw: Entry) -> str | None:
     """The host end of a runtime endpoint's veth where nftnet made it (attach), else None:
     nftnet makes, re-makes and deletes only those."""

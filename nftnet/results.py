@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv6Interface
 
@@ -52,3 +53,12 @@ class NetworkChange:
     changed: bool = True  # False: it was already there (or already gone), as asked
     endpoints: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def source(owners: Mapping[str, str | None], name: str) -> str:
+    """Where a network or endpoint comes from, as listings show it: "config" (the file; absent
+    from ``owners``, which maps runtime entries to their owner), "runtime" (people's runtime
+    commands: owner None), or the driver that holds it ("docker", "cni")."""
+    if name not in owners:
+        return "config"
+    return owners[name] or "runtime"

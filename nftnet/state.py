@@ -43,6 +43,7 @@ import fcntl
 import json
 import os
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -51,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from nftnet import crash
-from nftnet.errors import StateError, UnsafeStateError
+from nftnet.errors import LockTimeout, StateError, UnsafeStateError
 
 DEFAULT_DIR = "/var/lib/nftnet"
 STATE_FILE = "state.json"
@@ -134,14 +135,16 @@ class StateDir:
     """The state directory. Every file is opened relative to one descriptor of the directory,
     which is checked when opened (``_open_dir``), and never through a symbolic link."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], lock_timeout: float | None = None) -> None:
         self.path = Path(path)
+        self.lock_timeout = lock_timeout  # seconds ``locked`` waits at most; None: no bound
         self._fd: int | None = None  # the directory, open while the lock is held
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the lock so that concurrent nftnet commands run one after another; the
-        directory is made if missing and checked, once for the whole command."""
+        directory is made if missing and checked, once for the whole command. With a
+        ``lock_timeout``, LockTimeout when another command holds it longer than that."""
         fd = self._open_dir(create=True)
         assert fd is not None
         try:
@@ -153,7 +156,7 @@ class StateDir:
             os.close(fd)
             raise
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._wait_for(lock)
             self._fd = fd
             self._remove_temp_files()
             yield
@@ -161,6 +164,28 @@ class StateDir:
             self._fd = None
             os.close(lock)
             os.close(fd)
+
+    def _wait_for(self, lock: int) -> None:
+        """Take the flock on ``lock``: blocking without a bound, else polled until the bound
+        (flock has no timeout of its own; a signal-based one would not suit threads)."""
+        if self.lock_timeout is None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.005
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise LockTimeout(
+                        f"another nftnet command has held {self.path / LOCK_FILE} for more "
+                        f"than {self.lock_timeout:g} s; nothing was changed: try again later"
+                    ) from None
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.05)
 
     def _remove_temp_files(self) -> None:
         """Temp files of writes a killed command left: with the lock held, nobody writes."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from nftnet import records
 from nftnet.apply import unchanged_since
 from nftnet.compile.elements import mappings
 from nftnet.desired.effective import effective_config
 from nftnet.kernel import Kernel
 from nftnet.plan import format_port
+from nftnet.results import source
 from nftnet.state import StateDir
 
 
@@ -31,6 +33,7 @@ def collect_status(state_dir: StateDir, kernel: Kernel | None = None) -> dict[st
     if state is None:
         return {"applied": False}
     config = effective_config(state.config, state.runtime)
+    owners = records.owners(state.runtime)
     kernel = kernel or Kernel()
     listing = kernel.nft.list()
     networks = []
@@ -42,6 +45,7 @@ def collect_status(state_dir: StateDir, kernel: Kernel | None = None) -> dict[st
             "bridge_state": "missing" if seen is None else ("up" if seen.up else "down"),
             "subnets": [str(s) for s in (net.subnet4, net.subnet6) if s is not None],
             "icc": net.icc, "masquerade": net.masquerade, "internal": net.internal,
+            "source": source(owners["networks"], net.name),
         })
     return {
         "applied": True,
@@ -52,7 +56,8 @@ def collect_status(state_dir: StateDir, kernel: Kernel | None = None) -> dict[st
         "networks": networks,
         "endpoints": [
             {"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),
-             "ipv6": e.ipv6 and str(e.ipv6)} for e in config.endpoints.values()
+             "ipv6": e.ipv6 and str(e.ipv6), "source": source(owners["endpoints"], e.name)}
+            for e in config.endpoints.values()
         ],
         "ports": [format_port(m) for m in mappings(config)],
         "counters": _counters(listing),

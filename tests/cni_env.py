@@ -40,10 +40,10 @@ class CniFailure(AssertionError):
 
 
 class Sandbox:
-    """A container's network namespace."""
+    """A container's network namespace (``name``: one that exists already, else a new name)."""
 
-    def __init__(self) -> None:
-        self.name = f"cnic{uuid.uuid4().hex[:8]}"
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"cnic{uuid.uuid4().hex[:8]}"
         self.path = f"/run/netns/{self.name}"
 
     def ip(self, *args: str) -> Any:
@@ -58,24 +58,30 @@ def ip_json(*args: str) -> Any:
 
 
 class CniHost:
-    """A host namespace with a CNI plugin directory and an IPAM data directory."""
+    """A host namespace with a CNI plugin directory and an IPAM data directory; ``netns``
+    names an existing host namespace (a Lab's), which ``close`` then leaves to its owner."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.name = f"cnih{uuid.uuid4().hex[:8]}"
+    def __init__(self, tmp: Path, netns: str | None = None) -> None:
+        self.name = netns or f"cnih{uuid.uuid4().hex[:8]}"
+        self.own_netns = netns is None
         self.dir = tmp
         self.bin = tmp / "bin"
         self.ipam_data = tmp / "ipam"
         self.sandboxes: list[Sandbox] = []
+        self.env: dict[str, str] = {}  # more of the plugins' environment (as a runtime's)
         self.bin.mkdir(parents=True)
         for plugin in REFERENCE_PLUGINS:
             (self.bin / plugin).symlink_to(REFERENCE / plugin)
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
-        subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
+        if self.own_netns:
+            subprocess.run(["ip", "netns", "add", self.name], check=True)
+            subprocess.run(["ip", "-n", self.name, "link", "set", "lo", "up"], check=True)
 
-    def sandbox(self) -> Sandbox:
-        box = Sandbox()
-        subprocess.run(["ip", "netns", "add", box.name], check=True)
-        self.sandboxes.append(box)
+    def sandbox(self, netns: str | None = None) -> Sandbox:
+        """A new sandbox namespace, or ``netns`` (an existing one, left to its owner)."""
+        box = Sandbox(netns)
+        if netns is None:
+            subprocess.run(["ip", "netns", "add", box.name], check=True)
+            self.sandboxes.append(box)
         return box
 
     def install(self, plugin: str, script: str) -> Path:
@@ -94,7 +100,7 @@ class CniHost:
              ifname: str = "eth0") -> dict[str, Any] | None:
         """Run one plugin found by its type in the plugin directory; its parsed stdout (None
         when empty), or CniFailure."""
-        env = {"PATH": PATH, "CNI_COMMAND": command, "CNI_PATH": str(self.bin)}
+        env = {"PATH": PATH, **self.env, "CNI_COMMAND": command, "CNI_PATH": str(self.bin)}
         if container_id:
             env |= {"CNI_CONTAINERID": container_id, "CNI_IFNAME": ifname}
         if sandbox is not None:
@@ -108,7 +114,7 @@ class CniHost:
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 
     def close(self) -> None:
-        for name in [box.name for box in self.sandboxes] + [self.name]:
+        for name in [box.name for box in self.sandboxes] + [self.name] * self.own_netns:
             subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
 
 
@@ -173,3 +179,27 @@ def fake_nftnet_cni(record: Path) -> str:
 def nftnet_cni_installed() -> str:
     """An nftnet-cni executable that runs the installed entry point (the real engine)."""
     return f"#!/bin/sh\nexec {Path(sys.executable).with_name('nftnet-cni')} \"$@\"\n"
+
+
+CONFLIST = ROOT / "contrib" / "cni" / "nftnet.conflist"
+
+
+def conflist(host: CniHost, name: str, bridge: str, subnets: Sequence[str], state_dir: Path,
+             version: str = "1.0.0", **nftnet: Any) -> dict[str, Any]:
+    """contrib/cni/nftnet.conflist as shipped, for network ``name`` on ``bridge`` with
+    ``subnets``, host-local's leases in the host's directory and nftnet's state in
+    ``state_dir``; ``nftnet`` sets more of nftnet-cni's keys."""
+    chain = json.loads(CONFLIST.read_text())
+    bridge_conf, mine = chain["plugins"]
+    assert (bridge_conf["type"], mine["type"]) == ("bridge", "nftnet-cni")
+    bridge_conf["bridge"] = bridge
+    bridge_conf["ipam"] |= {"dataDir": str(host.ipam_data),
+                            "ranges": [[{"subnet": s}] for s in subnets]}
+    mine |= {"stateDir": str(state_dir), **nftnet}
+    return {**chain, "cniVersion": version, "name": name}
+
+
+def port_mappings(*specs: tuple[int, int, str, str]) -> dict[str, Any]:
+    """``capability_args`` with portMappings (hostPort, containerPort, protocol, hostIP)."""
+    return {"portMappings": [{"hostPort": h, "containerPort": c, "protocol": p, "hostIP": ip}
+                             for h, c, p, ip in specs]}

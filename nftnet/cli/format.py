@@ -63,12 +63,13 @@ def format_status(status: dict[str, Any]) -> str:
     sync = {True: "yes", False: "NO (table inet nftnet is gone)",
             None: "unknown: the ruleset changed since (nftnet check compares)"}
     parts = [f"kernel in sync with the last apply: {sync[status['in_sync']]}", ""]
-    parts.append(_table([["NETWORK", "BRIDGE", "STATE", "SUBNETS", "ICC", "MASQ", "INTERNAL"]] + [
+    parts.append(_table([["NETWORK", "BRIDGE", "STATE", "SUBNETS", "ICC", "MASQ", "INTERNAL",
+                          "SOURCE"]] + [
         [n["name"], n["bridge"], n["bridge_state"], ",".join(n["subnets"]), str(n["icc"]),
-         str(n["masquerade"]), str(n["internal"])] for n in status["networks"]]))
+         str(n["masquerade"]), str(n["internal"]), n["source"]] for n in status["networks"]]))
     if status["endpoints"]:
-        parts += ["", _table([["ENDPOINT", "NETWORK", "IPV4", "IPV6"]] + [
-            [e["name"], e["network"], e["ipv4"] or "-", e["ipv6"] or "-"]
+        parts += ["", _table([["ENDPOINT", "NETWORK", "IPV4", "IPV6", "SOURCE"]] + [
+            [e["name"], e["network"], e["ipv4"] or "-", e["ipv6"] or "-", e["source"]]
             for e in status["endpoints"]])]
     if status["ports"]:
         parts += ["", "PUBLISHED", *(f"  {p}" for p in status["ports"])]

@@ -12,6 +12,7 @@ import click
 from nftnet.api import Engine, netns_path
 from nftnet.cli.format import endpoint_lines, network_lines, port_lines
 from nftnet.plan import format_port
+from nftnet.results import source
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",
                       show_default=True, help="table for people, json for scripts.")
@@ -34,13 +35,6 @@ def _table(rows: list[dict[str, Any]], output: str) -> None:
     widths = [max(len(c[i]) for c in cells) for i in range(len(keys))]
     for c in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-
-
-def _source(owners: dict[str, str | None], name: str) -> str:
-    """Where an entry comes from: the config file, people at runtime, or a driver."""
-    if name not in owners:
-        return "config"
-    return owners[name] or "runtime"
 
 
 @click.group("endpoint")
@@ -88,7 +82,7 @@ def endpoint_ls(engine: Engine, output: str) -> None:
     state, config = engine.effective()
     owners = engine.owners(state)["endpoints"]
     _table([{"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),
-             "ipv6": e.ipv6 and str(e.ipv6), "source": _source(owners, e.name),
+             "ipv6": e.ipv6 and str(e.ipv6), "source": source(owners, e.name),
              "ports": len(e.publish)} for e in config.endpoints.values()], output)
 
 
@@ -170,5 +164,5 @@ def network_ls(engine: Engine, output: str) -> None:
     _table([{"name": n.name, "bridge": n.bridge,
              "subnets": ",".join(str(s) for s in (n.subnet4, n.subnet6) if s),
              "icc": n.icc, "internal": n.internal, "masquerade": n.masquerade,
-             "source": _source(owners, n.name)}
+             "source": source(owners, n.name)}
             for n in config.networks.values()], output)

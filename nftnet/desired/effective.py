@@ -17,7 +17,7 @@ from typing import Any
 from nftnet.config.load import parse_config
 from nftnet.config.model import Config, Origin
 from nftnet.errors import ConfigError
-from nftnet.records import config_entry
+from nftnet.records import config_entry, owner
 
 
 def merge(declared: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
@@ -26,10 +26,11 @@ def merge(declared: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
     networks = out.setdefault("networks", {}) or {}
     endpoints = out.setdefault("endpoints", {}) or {}
     out["networks"], out["endpoints"] = networks, endpoints
-    clashes = [f"networks.{n}: network {n} was created at runtime (nftnet network rm it first)"
-               for n in runtime["networks"] if n in networks]
-    clashes += [f"endpoints.{n}: endpoint {n} was attached at runtime (nftnet endpoint detach "
-                "it first)" for n in runtime["endpoints"] if n in endpoints]
+    clashes = [f"networks.{n}: network {n} was created at runtime " + _by(
+        e, "nftnet network rm it first") for n, e in runtime["networks"].items() if n in networks]
+    clashes += [f"endpoints.{n}: endpoint {n} was attached at runtime " + _by(
+        e, "nftnet endpoint detach it first") for n, e in runtime["endpoints"].items()
+        if n in endpoints]
     if clashes:
         raise ConfigError(clashes)
     networks.update({n: config_entry(e) for n, e in runtime["networks"].items()})
@@ -43,6 +44,13 @@ def merge(declared: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
             endpoints[name]["publish"] = [p for p in endpoints[name].get("publish") or []
                                           if p not in specs]
     return out
+
+
+def _by(entry: dict[str, Any], fix: str) -> str:
+    """Who made a runtime entry, for a clash: a driver (whose runtime removes it), or people
+    (``fix`` says how)."""
+    holder = owner(entry)
+    return f"by {holder}, which holds it" if holder else f"({fix})"
 
 
 def after_apply(runtime: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:

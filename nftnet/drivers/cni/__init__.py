@@ -9,5 +9,7 @@ runtime's ``portMappings``, and passes the previous result on unchanged.
   request.py  the network config and prevResult, parsed into a ``Request`` (pure)
   engine.py   what the plugin needs from nftnet: the ``Engine`` protocol and its values (pure)
   plugin.py   the commands' bodies, each a call of the engine (pure)
+  adapter.py  the Engine on nftnet's facade (nftnet.api): CNI's networks, attachments and
+              port mappings as nftnet's owned networks, endpoints and -p texts
   main.py     the executable: environment, stdin, stdout, exit status; never a traceback
 """

@@ -4,7 +4,8 @@ unexpected error is code 999, its traceback appended to STATE_DIR/error.log, one
 stderr). Everything else is pure and lives in spec.py, request.py and plugin.py.
 
 The state directory is the config's ``stateDir``, else ``NFTNET_STATE_DIR``, else nftnet's
-default. VERSION starts no engine: a runtime probes it often.
+default; ``NFTNET_LOCK_TIMEOUT`` bounds the wait for nftnet's lock (seconds, default 30:
+adapter.py). VERSION starts no engine: a runtime probes it often.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from nftnet.drivers.cni.spec import (
 )
 from nftnet.errors import EXIT_INTERRUPTED, EXIT_OK
 
-# nftnet's engine facade (issue 14), loaded only by commands that use it.
-ENGINE: Final = "nftnet.engine:CniEngine"
+# nftnet's engine for the plugin (adapter.py, on nftnet.api), loaded only by commands that use it.
+ENGINE: Final = "nftnet.drivers.cni.adapter:CniEngine"
 EngineFactory = Callable[[str], Engine]
 
 
