@@ -28,6 +28,7 @@ from nftnet.desired.links import (
     interface_sysctls,
     needs_forwarding,
 )
+from nftnet.desired.plan import describe_changes
 from nftnet.desired.ports import PortIndex
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.kernel import Kernel
@@ -38,7 +39,6 @@ from nftnet.nft.generation import follows
 from nftnet.nft.objects import Elements, Json, user_rule
 from nftnet.nft.scratch import SAMPLE
 from nftnet.nft.transaction import Transaction
-from nftnet.plan import describe_changes
 from nftnet.results import ApplyResult
 from nftnet.runtime import veth_changes, veth_spec
 from nftnet.state import State, StateDir, empty_runtime

@@ -17,12 +17,11 @@ import copy
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address, ip_interface
+from ipaddress import IPv4Address, ip_address, ip_interface
 from typing import TYPE_CHECKING, Any
 
 from nftnet import crash, records
 from nftnet.compile.elements import port_elements
-from nftnet.config.checks import host_problem
 from nftnet.config.model import (
     Config,
     Endpoint,
@@ -32,6 +31,7 @@ from nftnet.config.model import (
     PublishSpec,
 )
 from nftnet.config.publish import expand, parse_publish
+from nftnet.desired import addresses as desired_addresses
 from nftnet.desired.ports import PortIndex, clash_message, holder_name
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.kernel import Kernel
@@ -173,8 +173,8 @@ class Runtime:
             net_raw, _ = self.entry(state, "networks", network)
             net = load_entry("networks", network, net_raw)
             assert isinstance(net, Network)
-            raw = {"network": network, **_addresses(state, net, ipv4, ipv6, label),
-                   "publish": publish}
+            found = desired_addresses.addresses(_used(state, net.name), net, ipv4, ipv6, label)
+            raw = {"network": network, **found, "publish": publish}
             ep = load_entry("endpoints", name, raw, label)
             assert isinstance(ep, Endpoint)
             maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish),
@@ -235,8 +235,8 @@ class Runtime:
             assert isinstance(net, Network)
             if ipv4 is None and ipv6 is None:
                 raise ConfigError([f"endpoint {name}: an endpoint needs ipv4, ipv6 or both"])
-            raw = {"network": network, **_addresses(state, net, ipv4, ipv6, label),
-                   "publish": publish}
+            found = desired_addresses.addresses(_used(state, net.name), net, ipv4, ipv6, label)
+            raw = {"network": network, **found, "publish": publish}
             ep = load_entry("endpoints", name, raw, label)
             assert isinstance(ep, Endpoint)
             if host_ifname is not None:
@@ -498,47 +498,13 @@ def _on_bridge(links: dict[str, LinkState], host_ifname: str, bridge: str, label
 
 
 def _used(state: State, network: str) -> set[IPAddress]:
+    """The addresses endpoints of ``network`` hold, declared or made at runtime."""
     used: set[IPAddress] = set()
     for source in (state.config.get("endpoints") or {}, state.runtime["endpoints"]):
         for ep in source.values():
             if ep.get("network") == network:
                 used |= {ip_address(ep[k]) for k in ("ipv4", "ipv6") if ep.get(k)}
     return used
-
-
-def _allocate(subnet: IPv4Network | IPv6Network, taken: set[IPAddress]) -> IPAddress:
-    for host in subnet.hosts():
-        if host not in taken:
-            return host
-    raise NftnetError(f"no free address left in {subnet}")
-
-
-def _addresses(state: State, net: Network, ipv4: str, ipv6: str | None,
-               label: Label) -> dict[str, str]:
-    """Requested or allocated addresses: "auto" takes the lowest free host address, never
-    the gateway and never one in use; a requested one must be free and a host of the subnet.
-    ConfigError names the option by ``label``."""
-    from marshmallow import ValidationError
-
-    from nftnet.config.schema import parse_ip
-
-    taken = _used(state, net.name) | {a for a in (net.gateway4, net.gateway6) if a}
-    out = {}
-    for key, value, subnet in (("ipv4", ipv4, net.subnet4), ("ipv6", ipv6, net.subnet6)):
-        if value == "auto" and subnet is not None:
-            out[key] = str(_allocate(subnet, taken))
-        elif value not in (None, "auto"):
-            try:
-                addr = parse_ip(value, 4 if key == "ipv4" else 6)
-            except ValidationError as e:
-                raise ConfigError([f"{label((key,))}: {e.messages[0]}"]) from None
-            problem = ("is already in use" if addr in taken else
-                       f"is not in network {net.name}" if subnet is None else
-                       host_problem(addr, subnet))
-            if problem:
-                raise ConfigError([f"{label((key,))}: {addr} {problem}"])
-            out[key] = value
-    return out
 
 
 def _option_label(kind: str, name: str, raw: dict[str, Any]) -> Label:

@@ -8,8 +8,8 @@ from nftnet import records
 from nftnet.apply import unchanged_since
 from nftnet.compile.elements import mappings
 from nftnet.desired.effective import effective_config
+from nftnet.desired.plan import format_port
 from nftnet.kernel import Kernel
-from nftnet.plan import format_port
 from nftnet.results import source
 from nftnet.state import StateDir
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nftnet.plan import format_port
+from nftnet.desired.plan import format_port
 from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import click
 
 from nftnet.api import Engine, netns_path
 from nftnet.cli.format import endpoint_lines, network_lines, port_lines
-from nftnet.plan import format_port
+from nftnet.desired.plan import format_port
 from nftnet.results import source
 
 OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table",

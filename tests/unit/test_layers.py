@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = ["nftnet/compile", "nftnet/config", "nftnet/desired", "nftnet/nft/objects.py",
-        "nftnet/nft/transaction.py", "nftnet/plan.py", "nftnet/records.py",
+        "nftnet/nft/transaction.py", "nftnet/records.py",
         "nftnet/nft/backend.py", "nftnet/nft/fake.py", "nftnet/nft/fake_tables.py",
         "nftnet/nft/fake_sets.py", "nftnet/nft/fake_text.py", "nftnet/link/model.py",
         "nftnet/link/backend.py", "nftnet/link/fake.py",
@@ -63,7 +63,8 @@ def runtime_imports(path: Path) -> set[str]:
     return {m for m in out if m.split(".")[0] == "nftnet"}
 
 
-FACADE = ("nftnet.api", "nftnet.results", "nftnet.errors", "nftnet.plan", "nftnet.config")
+FACADE = ("nftnet.api", "nftnet.results", "nftnet.errors", "nftnet.desired.plan",
+          "nftnet.config")
 
 
 @pytest.mark.parametrize("layer", ["nftnet/cli", "nftnet/drivers"])
