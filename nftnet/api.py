@@ -16,7 +16,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange
+from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange, SyncResult
 from nftnet.state import DEFAULT_DIR, State, StateDir
 
 Json = dict[str, Any]  # a libnftables JSON object (nft.objects.Json)
@@ -186,6 +186,17 @@ class Engine:
     def unregister(self, name: str, owner: str) -> EndpointChange | None:
         """Remove what ``register`` made; None when it is gone already (no error)."""
         return self._runtime.unregister(name, owner)
+
+    def sync(self, owner: str, networks: dict[str, dict[str, Any]],
+             endpoints: dict[str, dict[str, Any]]) -> SyncResult:
+        """Make everything ``owner`` holds exactly ``networks`` (name -> config entry, on
+        bridges the runtime made) and ``endpoints`` (name -> ``network``, ``ipv4``, ``ipv6``,
+        ``publish``, ``host_ifname``: as ``register`` takes them), removing what it no longer
+        has, in one transaction; entries that cannot be held are refused one by one, with
+        the reason (see owned.py)."""
+        from nftnet.owned import sync
+
+        return sync(self._runtime, owner, networks, endpoints)
 
     def publish(self, endpoint: str, specs: list[str]) -> PortChange:
         return self._runtime.publish(endpoint, specs)

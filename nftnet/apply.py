@@ -22,7 +22,7 @@ from nftnet.config.dump import dump_config
 from nftnet.config.load import located, parse_config
 from nftnet.config.model import Config, Origin
 from nftnet.desired.ports import PortIndex
-from nftnet.effective import after_apply, merge
+from nftnet.effective import after_apply, merge, runtime_clashes
 from nftnet.errors import ConfigError, NftnetError
 from nftnet.link import bridges, sysctl
 from nftnet.link import model as link_model
@@ -192,6 +192,8 @@ class Applier:
             prev = self.state_dir.load()
             declared_raw = dump_config(declared)
             runtime = after_apply(prev.runtime, declared_raw) if prev else empty_runtime()
+            if clashes := runtime_clashes(declared, runtime):  # at the file's lines
+                raise ConfigError(located(declared.origin, clashes))
             has_runtime = any(runtime.values())
             config = (effective_config(declared_raw, runtime, declared.origin) if has_runtime
                       else declared)
