@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -110,10 +111,11 @@ class Engine:
     # -- staying right ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Everything ``nftnet status`` shows, as plain data (its JSON output)."""
+        """Everything ``nftnet status`` shows, as plain data (its JSON output), with the
+        daemon that follows a runtime on this state directory (``daemon``)."""
         from nftnet.status import collect_status
 
-        return collect_status(self.state_dir, self.nft)
+        return {**collect_status(self.state_dir, self.nft), "daemon": self.daemon()}
 
     def check(self) -> Report | None:
         """How the kernel and the links differ from what nftnet applied; None when nothing
@@ -238,6 +240,26 @@ class Engine:
         """Every chain of every table, as libnftables lists them (drivers look for other
         firewalls' chains here: Docker's own, say)."""
         return self.nft.list("chains") or []
+
+    # -- a driver's daemon (nftnet daemon) -------------------------------------------------
+
+    def daemon_lock(self) -> AbstractContextManager[None]:
+        """Held for as long as a daemon runs on this state directory: one per directory
+        (DaemonRunning otherwise). nftnet's own lock is taken per change only."""
+        return self.state_dir.daemon_lock()
+
+    def record_daemon(self, info: dict[str, Any]) -> None:
+        """The daemon's account of itself, for ``status`` (plain JSON data)."""
+        self.state_dir.save_daemon(info)
+
+    def daemon(self) -> dict[str, Any] | None:
+        """What the daemon last recorded, with ``running``: whether one holds the daemon lock
+        now; None when no daemon ever ran here."""
+        running = self.state_dir.daemon_running()
+        info = self.state_dir.daemon_info()
+        if info is None and not running:
+            return None
+        return {**(info or {}), "running": running}
 
     # -- the user chain --------------------------------------------------------------------
 

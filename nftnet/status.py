@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nftnet import records
 from nftnet.apply import effective_config, unchanged_since
 from nftnet.compile.elements import mappings
 from nftnet.link import bridges
@@ -24,6 +25,14 @@ def _counters(listing: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return out
 
 
+def _source(held: dict[str, Any], name: str) -> str:
+    """Where an entry comes from: the config file, people at runtime, or a driver (its
+    name: "docker")."""
+    if name not in held:
+        return "config"
+    return records.owner(held[name]) or "runtime"
+
+
 def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, Any]:
     """Everything status shows, as plain data (the JSON output)."""
     with state_dir.locked():
@@ -41,6 +50,7 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
             "bridge_state": "missing" if seen is None else ("up" if seen.up else "down"),
             "subnets": [str(s) for s in (net.subnet4, net.subnet6) if s is not None],
             "icc": net.icc, "masquerade": net.masquerade, "internal": net.internal,
+            "source": _source(state.runtime["networks"], net.name),
         })
     return {
         "applied": True,
@@ -50,7 +60,9 @@ def collect_status(state_dir: StateDir, nft: LibNft | None = None) -> dict[str, 
         "networks": networks,
         "endpoints": [
             {"name": e.name, "network": e.network, "ipv4": e.ipv4 and str(e.ipv4),
-             "ipv6": e.ipv6 and str(e.ipv6)} for e in config.endpoints.values()
+             "ipv6": e.ipv6 and str(e.ipv6),
+             "source": _source(state.runtime["endpoints"], e.name)}
+            for e in config.endpoints.values()
         ],
         "ports": [format_port(m) for m in mappings(config)],
         "counters": _counters(listing),
