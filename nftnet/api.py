@@ -24,9 +24,10 @@ Json = dict[str, Any]  # a libnftables JSON object (nft.objects.Json)
 
 if TYPE_CHECKING:
     from nftnet.apply import Applier
-    from nftnet.check import Report
+    from nftnet.check import Finding, Report
     from nftnet.config.model import Config
     from nftnet.nft.backend import NftBackend, Rules
+    from nftnet.nft.monitor import Monitor
     from nftnet.runtime import Runtime
     from nftnet.teardown import Plan
     from nftnet.user_chain import RuleChange
@@ -129,6 +130,22 @@ class Engine:
         from nftnet.restore import restore
 
         return restore(self.state_dir, self._applier)
+
+    def heal(self) -> tuple[list[str], list[Finding]] | None:
+        """``restore`` after a commit that touched nftnet's table; None, at the cost of one
+        netlink request, when the generation proves it was nftnet's own last change. Where
+        nothing is missing, the user chain is recorded as it now is (hand-added rules
+        included: a later restore puts them back)."""
+        from nftnet.restore import heal
+
+        return heal(self.state_dir, self._applier)
+
+    def watch(self) -> Monitor:
+        """A subscription to nftables' change notifications in this network namespace
+        (``Monitor.read``: which tables each commit touched)."""
+        from nftnet.nft.monitor import Monitor
+
+        return Monitor()
 
     def teardown_plan(self, keep_bridges: bool) -> Plan:
         """What teardown removes, as the state and the kernel say now."""

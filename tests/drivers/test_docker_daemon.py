@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -127,9 +129,13 @@ def test_dockerd_restarts_and_a_killed_daemon_converge(daemon: Daemon, lan: Lan)
     env.docker("run", "-d", "--name", "old", "-p", "8082:80", "bb", *HTTPD)
     assert wait_for(lambda: lan.get(Lan.HOST4, 8082)) == Lan.IP4
 
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("SIGHUP: full resync")
+    daemon.wait_log("resync:", 2)
     env.stop_daemon()  # dockerd restarts: the stream ends, containers stop
     env.start()  # web comes back (restart always), old does not
-    daemon.wait_log("resync:", 2)
+    daemon.wait_log("resync:", 3)
     assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
     wait_for(lambda: (4, 8082) not in kernel_ports(env))
     assert held(daemon) == {"web.bridge"}
@@ -145,6 +151,54 @@ def test_dockerd_restarts_and_a_killed_daemon_converge(daemon: Daemon, lan: Lan)
     assert held(daemon) == {"new.bridge"}
     daemon.check()
     daemon.nftnet("status")
+
+
+def user_rules(env: DockerEnv) -> list[str] | None:
+    """The user chain's rules as nft lists them; None when the chain is gone."""
+    out = env.ns_run("nft", "-j", "list", "chain", "inet", "nftnet", "user", check=False)
+    if not out:
+        return None
+    return [json.dumps(o["rule"]["expr"]) for o in json.loads(out)["nftables"] if "rule" in o]
+
+
+def test_the_firewall_heals_itself(daemon: Daemon, lan: Lan) -> None:
+    env = daemon.env
+    daemon.start()
+    env.docker("run", "-d", "--name", "web", "-p", "8080:80", "-p", "8081:80", "bb", *HTTPD)
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
+    env.ns_run("nft", "add", "rule", "inet", "nftnet", "user", "meta", "l4proto", "tcp", "ct",
+               "original", "proto-dst", "8080", "drop")  # by hand, as people add to DOCKER-USER
+    daemon.wait_log("recorded the user chain's 1 rule(s)")
+    hand = user_rules(env)
+    assert lan.get(Lan.HOST4, 8080) is None and lan.get(Lan.HOST4, 8081) == Lan.IP4
+    daemon.check()
+
+    start = time.monotonic()
+    env.ns_run("nft", "flush", "ruleset")
+    wait_for(lambda: user_rules(env) == hand, timeout=5, step=0.01)
+    healed = time.monotonic() - start
+    assert healed < 1.0, f"healed after {healed:.2f} s"
+    daemon.wait_log("healed after")
+    assert re.search(r"healed after a change by nft \(pid \d+\)", daemon.log())
+    assert lan.get(Lan.HOST4, 8081) == Lan.IP4 and lan.get(Lan.HOST4, 8080) is None
+    daemon.check()
+
+    env.ns_run("nft", "flush", "map", "inet", "nftnet", "pubany4-port")  # one of nftnet's
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8081)) == Lan.IP4
+    assert kernel_ports(env) == {(4, 8080), (4, 8081)}
+    daemon.check()
+
+    env.ns_run("nft", "flush", "chain", "inet", "nftnet", "user")  # taken back by hand
+    daemon.wait_log("recorded the user chain's 0 rule(s)")
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
+    env.ns_run("nft", "flush", "ruleset")
+    wait_for(lambda: user_rules(env) == [])  # the chain as it last was: empty
+    assert lan.get(Lan.HOST4, 8080) == Lan.IP4
+    daemon.check()
+    status = json.loads(daemon.nftnet("status", "-o", "json").stdout)
+    assert status["daemon"]["heals"] == 3 and status["in_sync"] is True
+    time.sleep(0.5)
+    assert daemon.log().count("healed after") == 3  # never a heal of its own heal
 
 
 def test_a_dockerd_that_writes_its_own_rules_is_refused(dockerd: Callable[..., DockerEnv],

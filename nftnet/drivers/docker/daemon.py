@@ -72,6 +72,8 @@ EXIT_REFUSED = 4  # preflight: dockerd writes its own rules or runs the userland
 EXIT_RUNNING = 5  # another daemon runs on the state directory
 BACKOFF = (0.2, 5.0)  # seconds: the first retry, doubled up to the last
 TICK = 0.2  # seconds the main thread waits for an item before it looks at its flags
+HEAL_QUIET = 0.1  # seconds without another commit before healing (a burst heals once) ...
+HEAL_LATEST = 0.4  # ... but no later than this after the first commit of the burst
 PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
             logging.CRITICAL: 2}
 
@@ -119,6 +121,9 @@ class Daemon:
         self.resync_asked = False
         self.resync_at: float | None = None  # a failed change: resync then (backoff)
         self.retry = BACKOFF[0]
+        self.heal_at: float | None = None  # someone else changed nftnet's table: heal then
+        self.heal_first = 0.0
+        self.changed_by: set[str] = set()
         self.info: dict[str, Any] = {"pid": os.getpid(), "follows": "docker", "url": self.url,
                                      "started": now(), "docker": {"connected": False},
                                      "synced": None, "skipped": [], "refused": [],
@@ -131,13 +136,17 @@ class Daemon:
         self._signals()
         self.engine.chains()  # nftables usable (NftnetError, exit 1, otherwise)
         self._record()
+        threading.Thread(target=self._follow_nftables, name="nftables", daemon=True).start()
         threading.Thread(target=self._follow_docker, name="docker-events", daemon=True).start()
         log.info("following Docker at %s (state directory %s)", self.url,
                  self.engine.state_dir.path)
+        self.heal_at = time.monotonic()  # whatever happened while no daemon ran
         try:
             while self.signal is None:
+                wait = TICK if self.heal_at is None else max(
+                    0.0, min(TICK, self.heal_at - time.monotonic()))
                 try:
-                    kind, data = self.queue.get(timeout=TICK)
+                    kind, data = self.queue.get(timeout=wait)
                 except queue.Empty:
                     kind, data = "tick", None
                 self._step(kind, data)
@@ -169,6 +178,10 @@ class Daemon:
             self._disconnected(data)
         elif kind == "event" and self.docker is not None:
             self._event(data)
+        elif kind == "nft":
+            self._changed(data)
+        if self.heal_at is not None and time.monotonic() >= self.heal_at:
+            self._heal()
         if self.resync_asked and self.docker is not None:
             self.resync_asked = False
             log.info("SIGHUP: full resync")
@@ -176,6 +189,69 @@ class Daemon:
         if self.resync_at is not None and time.monotonic() >= self.resync_at \
                 and self.docker is not None:
             self._resync()
+
+    # -- self-healing ------------------------------------------------------------------------
+
+    def _follow_nftables(self) -> None:
+        """The nftables thread: queue who committed each batch that touched nftnet's table
+        (the daemon's own commits, from the main thread, aside)."""
+        while True:
+            try:
+                with self.engine.watch() as monitor:
+                    touched = False
+                    while True:
+                        batch = monitor.read()
+                        if batch is None:
+                            continue
+                        if batch.lost:
+                            self.queue.put(("nft", "someone (notifications were lost)"))
+                        for notice in batch.notices:
+                            touched |= notice.touches_nftnet
+                            if notice.ends_batch:
+                                if touched and notice.pid != os.getpid():
+                                    self.queue.put(("nft", f"{notice.process or '?'} (pid "
+                                                           f"{notice.pid})"))
+                                touched = False
+            except OSError as e:
+                log.error("cannot follow nftables' notifications: %s; trying again in 1 s", e)
+                time.sleep(1)
+
+    def _changed(self, by: str) -> None:
+        """A commit touched nftnet's table: heal once the burst is over."""
+        moment = time.monotonic()
+        if self.heal_at is None:
+            self.heal_first = moment
+        self.heal_at = min(moment + HEAL_QUIET, self.heal_first + HEAL_LATEST)
+        self.changed_by.add(by)
+
+    def _heal(self) -> None:
+        """Put back what is missing of nftnet's table, or record the user chain as it now
+        is; nothing when the generation proves the change was nftnet's."""
+        when = (f"after a change by {', '.join(sorted(self.changed_by))}" if self.changed_by
+                else "at start")
+        self.heal_at, self.changed_by = None, set()
+        start = time.monotonic()
+        try:
+            done = self.engine.heal()
+        except NftnetError as e:
+            log.error("healing %s failed: %s; trying again in 1 s", when, e)
+            self.heal_at = self.heal_first = time.monotonic() + 1
+            return
+        if done is None:
+            log.debug("%s: nftnet's own", when)
+            return
+        lines, unfixable = done
+        took = (time.monotonic() - start) * 1000
+        if any(line == "restored:" for line in lines):
+            self.info["heals"] += 1
+            self.info["last_heal"] = now()
+            log.warning("healed %s (%d ms): %s", when, took,
+                        "; ".join(line.strip() for line in lines if line != "restored:"))
+            self._record()
+        else:
+            log.info("%s (%d ms): %s", when, took, "; ".join(lines))
+        for finding in unfixable:
+            log.warning("cannot heal %s", finding)
 
     # -- dockerd's connection ---------------------------------------------------------------
 
