@@ -14,20 +14,22 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from nftnet.kernel import Kernel
-from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange
+from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange, SyncResult
 from nftnet.state import DEFAULT_DIR, State, StateDir
 
 Json = dict[str, Any]  # a libnftables JSON object (nft.objects.Json)
 
 if TYPE_CHECKING:
     from nftnet.apply import Applier
-    from nftnet.check import Report
+    from nftnet.check import Finding, Report
     from nftnet.config.model import Config
     from nftnet.nft.backend import NftBackend, Rules
+    from nftnet.nft.monitor import Monitor
     from nftnet.runtime import Runtime
     from nftnet.teardown import Plan
     from nftnet.user_chain import RuleChange
@@ -110,10 +112,11 @@ class Engine:
     # -- staying right ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Everything ``nftnet status`` shows, as plain data (its JSON output)."""
+        """Everything ``nftnet status`` shows, as plain data (its JSON output), with the
+        daemon that follows a runtime on this state directory (``daemon``)."""
         from nftnet.status import collect_status
 
-        return collect_status(self.state_dir, self.kernel)
+        return {**collect_status(self.state_dir, self.kernel), "daemon": self.daemon()}
 
     def check(self) -> Report | None:
         """How the kernel and the links differ from what nftnet applied; None when nothing
@@ -127,6 +130,22 @@ class Engine:
         from nftnet.restore import restore
 
         return restore(self.state_dir, self._applier)
+
+    def heal(self) -> tuple[list[str], list[Finding]] | None:
+        """``restore`` after a commit that touched nftnet's table; None, at the cost of one
+        netlink request, when the generation proves it was nftnet's own last change. Where
+        nothing is missing, the user chain is recorded as it now is (hand-added rules
+        included: a later restore puts them back)."""
+        from nftnet.restore import heal
+
+        return heal(self.state_dir, self._applier)
+
+    def watch(self) -> Monitor:
+        """A subscription to nftables' change notifications in this network namespace
+        (``Monitor.read``: which tables each commit touched)."""
+        from nftnet.nft.monitor import Monitor
+
+        return Monitor()
 
     def teardown_plan(self, keep_bridges: bool) -> Plan:
         """What teardown removes, as the state and the kernel say now."""
@@ -187,6 +206,17 @@ class Engine:
         """Remove what ``register`` made; None when it is gone already (no error)."""
         return self._runtime.unregister(name, owner)
 
+    def sync(self, owner: str, networks: dict[str, dict[str, Any]],
+             endpoints: dict[str, dict[str, Any]]) -> SyncResult:
+        """Make everything ``owner`` holds exactly ``networks`` (name -> config entry, on
+        bridges the runtime made) and ``endpoints`` (name -> ``network``, ``ipv4``, ``ipv6``,
+        ``publish``, ``host_ifname``: as ``register`` takes them), removing what it no longer
+        has, in one transaction; entries that cannot be held are refused one by one, with
+        the reason (see owned.py)."""
+        from nftnet.owned import sync
+
+        return sync(self._runtime, owner, networks, endpoints)
+
     def publish(self, endpoint: str, specs: list[str]) -> PortChange:
         return self._runtime.publish(endpoint, specs)
 
@@ -226,6 +256,26 @@ class Engine:
         """Every chain of every table, as libnftables lists them (drivers look for other
         firewalls' chains here: Docker's own, say)."""
         return self.nft.list("chains") or []
+
+    # -- a driver's daemon (nftnet daemon) -------------------------------------------------
+
+    def daemon_lock(self) -> AbstractContextManager[None]:
+        """Held for as long as a daemon runs on this state directory: one per directory
+        (DaemonRunning otherwise). nftnet's own lock is taken per change only."""
+        return self.state_dir.daemon_lock()
+
+    def record_daemon(self, info: dict[str, Any]) -> None:
+        """The daemon's account of itself, for ``status`` (plain JSON data)."""
+        self.state_dir.save_daemon(info)
+
+    def daemon(self) -> dict[str, Any] | None:
+        """What the daemon last recorded, with ``running``: whether one holds the daemon lock
+        now; None when no daemon ever ran here."""
+        running = self.state_dir.daemon_running()
+        info = self.state_dir.daemon_info()
+        if info is None and not running:
+            return None
+        return {**(info or {}), "running": running}
 
     # -- the user chain --------------------------------------------------------------------
 

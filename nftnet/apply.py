@@ -20,7 +20,7 @@ from nftnet.compile.elements import PORT_MAPS
 from nftnet.config.dump import dump_config
 from nftnet.config.load import located
 from nftnet.config.model import Config
-from nftnet.desired.effective import after_apply, effective_config
+from nftnet.desired.effective import after_apply, effective_config, runtime_clashes
 from nftnet.desired.links import (
     FORWARD_KEYS,
     added_addresses,
@@ -178,6 +178,8 @@ class Applier:
             prev = self.state_dir.load()
             declared_raw = dump_config(declared)
             runtime = after_apply(prev.runtime, declared_raw) if prev else empty_runtime()
+            if clashes := runtime_clashes(declared, runtime):  # at the file's lines
+                raise ConfigError(located(declared.origin, clashes))
             has_runtime = any(runtime.values())
             config = (effective_config(declared_raw, runtime, declared.origin) if has_runtime
                       else declared)

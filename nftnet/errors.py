@@ -71,3 +71,7 @@ class UnsafeStateError(StateError):
 class LockTimeout(StateError):
     """Another nftnet command held the state lock longer than the bounded wait: nothing was
     changed, and trying again later may succeed (CNI's "try again later")."""
+
+
+class DaemonRunning(StateError):
+    """Another ``nftnet daemon`` runs on the state directory: one per directory."""

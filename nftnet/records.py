@@ -13,9 +13,10 @@ has its link made or deleted by nftnet.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
+from nftnet import names
 from nftnet.config.model import ANY_IPV4, Endpoint
 from nftnet.config.publish import parse_publish
 
@@ -65,6 +66,23 @@ def owners(runtime: dict[str, Any]) -> dict[str, dict[str, str | None]]:
     """Who holds each runtime network and endpoint: "networks"/"endpoints" -> name -> owner."""
     return {kind: {n: owner(e) for n, e in runtime[kind].items()}
             for kind in ("networks", "endpoints")}
+
+
+def holder(raw: Entry) -> str:
+    """Who holds a runtime entry, in words for a message."""
+    held_by = owner(raw)
+    return f"held by {held_by}" if held_by else "created at runtime"
+
+
+def network_bridge(name: str, raw: Entry) -> str:
+    """A stored network's bridge (the config's default where the entry names none)."""
+    return str(raw.get("bridge") or f"{names.DEFAULT_BRIDGE_PREFIX}{name}")
+
+
+def network_subnets(raw: Entry) -> list[IPv4Network | IPv6Network]:
+    """A stored network's subnets (``subnet`` or ``subnets``, validated when stored)."""
+    texts = raw.get("subnets") or ([raw["subnet"]] if raw.get("subnet") else [])
+    return [ip_network(str(t)) for t in texts]
 
 
 def made_veth(raw: Entry) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nftnet.apply import Applier
+from nftnet.apply import Applier, unchanged_since
 from nftnet.check import Finding, inspect
 from nftnet.compile.ruleset import BASE_CHAINS, REGULAR_CHAINS, USER, sets
 from nftnet.desired.effective import effective_config
@@ -30,12 +30,28 @@ def restore(state_dir: StateDir, applier: Applier | None = None
     """Lines saying what was put back and what could not be, and the differences restore
     could not mend (the command exits 1 for them); NftnetError if the kernel refused nftnet's
     own table (then nothing changed)."""
+    done = heal(state_dir, applier, always=True)
+    assert done is not None
+    return done
+
+
+def heal(state_dir: StateDir, applier: Applier | None = None, always: bool = False
+         ) -> tuple[list[str], list[Finding]] | None:
+    """``restore``, unless the generation proves that nothing was committed since nftnet's
+    own last change (None then, at the cost of one netlink request: the daemon asks after
+    every commit that touched nftnet's table, its own included). Where nothing needs
+    restoring, the generation is recorded once the comparison proved the kernel holds what
+    nftnet applied (and nothing was committed meanwhile): the next runtime change then sends
+    elements only again."""
     applier = applier or Applier(state_dir)
     with state_dir.locked():
         lines = ["completed an interrupted change"] if applier.recover() else []
         state = state_dir.load()
         if state is None:
             return [*lines, "nothing applied yet: nothing to restore"], []
+        if not always and not lines and unchanged_since(state, applier.nft):
+            return None
+        before = applier.nft.generation()
         try:
             drift = inspect(state, applier.kernel).drift
         except NftnetError as e:  # cannot compare (no scratch namespace): rewrite all the same
@@ -46,8 +62,13 @@ def restore(state_dir: StateDir, applier: Applier | None = None
             lines += _converge(applier, state, fixable)
         else:
             lines.append("nothing to restore: the kernel holds what nftnet last applied")
+            proven = not drift and before is not None and applier.nft.generation() == before
+            if proven:
+                state.generation = before
             if record_user_chain(state_dir, state, applier.nft):
                 lines.append(f"recorded the user chain's {len(state.user_chain or [])} rule(s)")
+            elif proven:
+                state_dir.save_generation(before)
         unfixable = [f for f in drift if not f.fixable]
         return lines + [f"cannot restore {f}" for f in unfixable], unfixable
 

@@ -62,3 +62,29 @@ def source(owners: Mapping[str, str | None], name: str) -> str:
     if name not in owners:
         return "config"
     return owners[name] or "runtime"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An entry a driver's sync asked for that nftnet does not hold, and why (a name, subnet,
+    bridge, address or port someone else holds; an entry nftnet's schema refuses)."""
+
+    kind: str  # "network" or "endpoint"
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a driver's sync changed of what nftnet holds for it (names), and what it could
+    not hold. ``changed`` is False when nftnet held exactly that already (nothing was sent
+    to the kernel)."""
+
+    changed: bool
+    networks_added: tuple[str, ...] = ()
+    networks_removed: tuple[str, ...] = ()
+    endpoints_added: tuple[str, ...] = ()
+    endpoints_removed: tuple[str, ...] = ()
+    endpoints_replaced: tuple[str, ...] = ()
+    networks_replaced: tuple[str, ...] = ()
+    refused: tuple[Refusal, ...] = ()

@@ -23,6 +23,10 @@ Layout of ``--state-dir`` (default /var/lib/nftnet):
               that change was the only one (nft/generation.py; a small file of its own, so
               that recording it never rewrites the state)
   lock        flock'ed for the whole of every command that reads or changes state
+  daemon.lock flock'ed for as long as ``nftnet daemon`` runs on the directory (one daemon per
+              directory); the daemon takes ``lock`` only for each change, never while idle
+  daemon.json what the daemon follows and how it stands (for ``nftnet status``), written by
+              the daemon alone
   error.log   tracebacks of unexpected errors (exit 3)
 Writes are atomic: a temp file is fsync'ed and renamed over the old one, or a line is appended
 and fsync'ed (a torn last line was never committed and is ignored).
@@ -52,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from nftnet import crash
-from nftnet.errors import LockTimeout, StateError, UnsafeStateError
+from nftnet.errors import DaemonRunning, LockTimeout, StateError, UnsafeStateError
 
 DEFAULT_DIR = "/var/lib/nftnet"
 STATE_FILE = "state.json"
@@ -65,13 +69,16 @@ COMPACT_AFTER = 1 << 18  # bytes of journal after which a commit writes a new sn
 RUNTIME_SECTIONS = ("endpoints", "publish", "unpublish")  # what a runtime change touches
 NOT_IN_SNAPSHOT = frozenset({"generation", "changed_index"})  # State fields kept elsewhere
 LOCK_FILE = "lock"
+DAEMON_LOCK = "daemon.lock"
+DAEMON_FILE = "daemon.json"
+DAEMON_LOCK_WAIT = 2.0  # seconds: ``daemon_running`` holds the lock for an instant
 ERROR_LOG = "error.log"
 DIR_MODE, FILE_MODE = 0o700, 0o600  # whatever the umask
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO never hangs
 WRITTEN = (STATE_FILE, NEXT_FILE, PENDING_FILE, GENERATION_FILE)  # by ``_write``, via temp files
 # every file nftnet keeps in the directory (teardown removes them, and their temp files)
-FILES = (*WRITTEN, JOURNAL_FILE, OLD_PENDING_FILE, ERROR_LOG, LOCK_FILE)
+FILES = (*WRITTEN, JOURNAL_FILE, OLD_PENDING_FILE, ERROR_LOG, LOCK_FILE, DAEMON_FILE, DAEMON_LOCK)
 
 
 def empty_runtime() -> dict[str, Any]:
@@ -326,6 +333,72 @@ class StateDir:
             return False
         return True
 
+    # -- the daemon's lock and its status file --------------------------------------------
+
+    @contextmanager
+    def daemon_lock(self) -> Iterator[None]:
+        """Hold ``daemon.lock`` while a daemon runs on this directory: one daemon per state
+        directory. DaemonRunning (naming its pid where known) when another holds it."""
+        fd = self._open_dir(create=True)
+        assert fd is not None
+        try:
+            lock = self._open(fd, DAEMON_LOCK, os.O_RDWR | os.O_CREAT)
+        except OSError as e:
+            os.close(fd)
+            raise StateError(f"cannot lock {self.path / DAEMON_LOCK}: {e.strerror}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            deadline = time.monotonic() + DAEMON_LOCK_WAIT
+            while not _try_flock(lock, fcntl.LOCK_EX):
+                if time.monotonic() > deadline:
+                    info = self._daemon_json()
+                    pid = f" (pid {info['pid']})" if isinstance(info, dict) and "pid" in info \
+                        else ""
+                    raise DaemonRunning(f"another nftnet daemon{pid} runs on {self.path}: one "
+                                        "daemon per state directory")
+                time.sleep(0.05)
+            yield
+        finally:
+            os.close(lock)
+            os.close(fd)
+
+    def daemon_running(self) -> bool:
+        """Whether a daemon holds ``daemon.lock`` (probed with a shared lock, let go at once;
+        ``daemon_lock`` waits out such a probe)."""
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return False
+            try:
+                lock = self._open(dir_fd, DAEMON_LOCK, os.O_RDONLY)
+            except FileNotFoundError:
+                return False
+            except OSError as e:
+                raise StateError(f"cannot read {self.path / DAEMON_LOCK}: {e.strerror}"
+                                 ) from None
+            try:
+                return not _try_flock(lock, fcntl.LOCK_SH)
+            finally:
+                os.close(lock)
+
+    def save_daemon(self, info: dict[str, Any]) -> None:
+        """Write the daemon's status file (by the daemon, which holds ``daemon_lock``)."""
+        self._write(DAEMON_FILE, json.dumps(info, separators=(",", ":")))
+
+    def daemon_info(self) -> dict[str, Any] | None:
+        """The daemon's status file as it last wrote it; None when there is none."""
+        info = self._daemon_json()
+        return info if isinstance(info, dict) else None
+
+    def _daemon_json(self) -> Any:
+        try:
+            return self._json(DAEMON_FILE)
+        except UnsafeStateError:
+            raise
+        except StateError:  # torn by nothing (written atomically), but never fatal to status
+            return None
+
     def log_error(self, text: str) -> Path | None:
         """Append to the error log; None when even that is impossible (or the directory is
         refused)."""
@@ -489,6 +562,15 @@ class StateDir:
             os.close(fd)
             raise
         return fd
+
+
+def _try_flock(fd: int, kind: int) -> bool:
+    """Take a flock without waiting; False when someone else holds it."""
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _check(path: Path, st: os.stat_result) -> None:

@@ -57,12 +57,40 @@ def _table(rows: list[list[str]]) -> str:
                      for r in rows)
 
 
+def daemon_lines(daemon: dict[str, Any] | None, status: dict[str, Any]) -> list[str]:
+    """Whether a daemon runs on the state directory, what it follows and how it stands, and
+    what nftnet holds for it (the entries of ``status`` it is the source of)."""
+    if daemon is None:
+        return ["daemon: none runs"]
+    if not daemon["running"]:
+        return [f"daemon: not running (it last ran as pid {daemon.get('pid', '?')}, "
+                f"following {daemon.get('follows', '?')})"]
+    docker = daemon.get("docker") or {}
+    link = (f"connected to Docker {docker.get('version') or '?'} since {docker.get('since')}"
+            if docker.get("connected") else
+            f"not connected ({docker.get('error') or 'connecting'}), retrying")
+    held = [sum(e["source"] == daemon.get("follows") for e in status.get(kind) or [])
+            for kind in ("networks", "endpoints")]
+    lines = [f"daemon: pid {daemon.get('pid')} follows {daemon.get('follows')} at "
+             f"{daemon.get('url')}: {link}",
+             f"  nftnet holds {held[0]} network(s) and {held[1]} endpoint(s) for it, last "
+             f"synced {daemon.get('synced') or 'never'}; "
+             f"{daemon.get('heals', 0)} heal(s)"
+             + (f", the last at {daemon['last_heal']}" if daemon.get("last_heal") else "")]
+    lines += [f"  left alone: {s['kind']} {s['name']}: {s['reason']}"
+              for s in daemon.get("skipped") or []]
+    lines += [f"  refused: {r['kind']} {r['name']}: {r['reason']}"
+              for r in daemon.get("refused") or []]
+    return lines
+
+
 def format_status(status: dict[str, Any]) -> str:
+    daemon = daemon_lines(status.get("daemon"), status) if "daemon" in status else []
     if not status["applied"]:
-        return "nothing applied yet (run nftnet apply -f FILE)"
+        return "\n".join(["nothing applied yet (run nftnet apply -f FILE)", *daemon])
     sync = {True: "yes", False: "NO (table inet nftnet is gone)",
             None: "unknown: the ruleset changed since (nftnet check compares)"}
-    parts = [f"kernel in sync with the last apply: {sync[status['in_sync']]}", ""]
+    parts = [f"kernel in sync with the last apply: {sync[status['in_sync']]}", *daemon, ""]
     parts.append(_table([["NETWORK", "BRIDGE", "STATE", "SUBNETS", "ICC", "MASQ", "INTERNAL",
                           "SOURCE"]] + [
         [n["name"], n["bridge"], n["bridge_state"], ",".join(n["subnets"]), str(n["icc"]),

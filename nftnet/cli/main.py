@@ -26,6 +26,7 @@ COMMANDS = {
     "port": "nftnet.cli.runtime_cmds:port_group",
     "network": "nftnet.cli.runtime_cmds:network_group",
     "user": "nftnet.cli.user_cmd:user_group",
+    "daemon": "nftnet.cli.daemon_cmd:daemon_cmd",
 }
 PLUGIN_GROUP = "nftnet.commands"  # compat's import and export; nftnet never imports compat
 

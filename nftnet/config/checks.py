@@ -5,7 +5,7 @@ Each returns (path, message) pairs so that the loader can point at the offending
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from ipaddress import IPv4Network, IPv6Network
 
 from nftnet.config.model import Config, Endpoint, IPAddress, Network
@@ -15,10 +15,10 @@ from nftnet.desired.ports import PortIndex, clash_message, holder_name
 Problem = tuple[tuple[str | int, ...], str]
 
 
-def _networks(config: Config, new: str | None) -> Iterator[Problem]:
+def _networks(config: Config, new: Collection[str]) -> Iterator[Problem]:
     seen_bridges: dict[str, str] = {}
     # ``new`` last, so that a bridge it shares is reported on it.
-    for name in sorted(config.networks, key=lambda n: n == new):
+    for name in sorted(config.networks, key=lambda n: n in new):
         net = config.networks[name]
         if net.bridge in seen_bridges:
             yield ("networks", name, "bridge"), (
@@ -35,7 +35,7 @@ def _networks(config: Config, new: str | None) -> Iterator[Problem]:
     yield from _overlaps(config, new)
 
 
-def _overlaps(config: Config, new: str | None) -> Iterator[Problem]:
+def _overlaps(config: Config, new: Collection[str]) -> Iterator[Problem]:
     """CIDRs nest or are disjoint, so sorted by start each can only overlap the widest
     earlier one still open: O(n log n) for thousands of networks. A clash is reported on the
     later of the two, or on ``new`` when it is one of them."""
@@ -49,7 +49,7 @@ def _overlaps(config: Config, new: str | None) -> Iterator[Problem]:
     for version, start, neg_end, name, subnet in spans:
         if open_ and open_[0] == version and start <= open_[1]:
             (here, mine), (there, theirs) = sorted(
-                ((name, subnet), (open_[2], open_[3])), key=lambda side: side[0] != new)
+                ((name, subnet), (open_[2], open_[3])), key=lambda side: side[0] not in new)
             yield ("networks", here, "subnets"), f"{mine} overlaps {theirs} of network {there}"
             continue
         open_ = (version, -neg_end, name, subnet)
@@ -130,8 +130,10 @@ def _publish(
         bound.claim(m, holder_name(name, spec))
 
 
-def check_config(config: Config, new: str | None = None) -> list[Problem]:
+def check_config(config: Config, new: str | Collection[str] = ()) -> list[Problem]:
     """Every cross-field problem in ``config``; empty when it is consistent. A clash between
-    two networks is reported on ``new`` where it is one of them: the network a runtime
-    command adds to what is there, which holds its names and subnets already."""
-    return [*_networks(config, new), *_endpoints(config)]
+    two networks is reported on ``new`` where it is one of them: the network (or networks,
+    a driver's sync) a runtime change adds to what is there, which holds its names and
+    subnets already."""
+    fresh = {new} if isinstance(new, str) else set(new)
+    return [*_networks(config, fresh), *_endpoints(config)]

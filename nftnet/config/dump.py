@@ -7,7 +7,8 @@ from typing import Any
 from nftnet.config.model import Config, Endpoint, Network
 
 
-def _network(net: Network) -> dict[str, Any]:
+def network_entry(net: Network) -> dict[str, Any]:
+    """A network as its config file entry (a driver's runtime network too)."""
     out: dict[str, Any] = {"bridge": net.bridge}
     out["subnets"] = [str(s) for s in (net.subnet4, net.subnet6) if s is not None]
     if net.gateway4 is not None:
@@ -33,7 +34,7 @@ def _endpoint(ep: Endpoint) -> dict[str, Any]:
 def dump_config(config: Config) -> dict[str, Any]:
     out: dict[str, Any] = {
         "version": 1,
-        "networks": {n: _network(v) for n, v in config.networks.items()},
+        "networks": {n: network_entry(v) for n, v in config.networks.items()},
         "endpoints": {n: _endpoint(v) for n, v in config.endpoints.items()},
     }
     written = config.user_rules_written

@@ -268,7 +268,7 @@ def test_status_listings_and_apply_leave_cni_entries_alone(chains: Chains, tmp_p
     assert chains.run("CHECK", "web", args=WEB) == [None, None]
 
     for networks, reason in (({"cni-front": {"subnets": ["172.31.70.0/24"]}},
-                              "network cni-front was created at runtime by cni"),
+                              "network cni-front is held by cni at runtime"),
                              ({"copy": {"subnets": [FRONT[0]]}},
                               f"{FRONT[0]} overlaps {FRONT[0]} of network cni-front")):
         bad = {"version": 1, "networks": {**user["networks"], **networks},

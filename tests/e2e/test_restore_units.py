@@ -48,6 +48,12 @@ def test_ordering() -> None:
     assert "nftables.service" in bound["Unit"]["After"].split()
     assert bound["Install"]["WantedBy"] == "nftables.service"
     assert unit("nftnet-check.timer")["Install"]["WantedBy"] == "timers.target"
+    daemon = unit("nftnet-daemon.service")
+    assert {"docker.service", "nftnet-restore.service"} <= set(daemon["Unit"]["After"].split())
+    # bound to nothing that restarts or stops dockerd, nor the daemon with it
+    assert not {"Requires", "BindsTo", "PartOf", "Requisite", "Wants"} & set(daemon["Unit"])
+    assert shlex.split(daemon["Service"]["ExecStart"])[1:] == ["daemon", "--docker"]
+    assert set(daemon["Service"]["RestartPreventExitStatus"].split()) == {"2", "4", "5"}
 
 
 def test_unit_commands_after_a_flush(lab: Lab, tmp_path: Path) -> None:

@@ -121,3 +121,30 @@ def resynced(applied: Mapping[str, DockerEndpoint], fresh: DockerContainer
         if nid in applied:
             out[nid] = replace(applied[nid], ports=()) if moved else applied[nid]
     return out
+
+
+def endpoint_changes(applied: Mapping[str, DockerEndpoint], fresh: Mapping[str, DockerEndpoint]
+                     ) -> tuple[list[DockerEndpoint], list[DockerEndpoint]]:
+    """What a container's resync changes of what nftnet holds (by network id, before and
+    after): the endpoints to unregister (gone, or renamed), then the registrations, in an
+    order in which no port is taken while another of the container's endpoints still holds
+    it (ports move between endpoints, to the gateway endpoint): those that take no new port
+    first, then those that do, each first without the ports it gives up where it gives up
+    some."""
+    names = {ep.name for ep in fresh.values()}
+    before = {ep.name: ep for ep in applied.values()}
+    gone = [ep for ep in applied.values() if ep.name not in names]
+    first: list[DockerEndpoint] = []
+    last: list[DockerEndpoint] = []
+    for ep in fresh.values():
+        old = before.get(ep.name)
+        if old == ep:
+            continue
+        held = set(old.ports) if old is not None else set()
+        if not set(ep.ports) - held:
+            first.append(ep)
+            continue
+        if held - set(ep.ports):
+            first.append(replace(ep, ports=tuple(p for p in ep.ports if p in held)))
+        last.append(ep)
+    return gone, first + last

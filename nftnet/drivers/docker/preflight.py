@@ -51,6 +51,7 @@ class Problem:
 
     reason: str
     fix: str
+    unreachable: bool = False  # dockerd does not answer: wait for it rather than refuse
 
     def __str__(self) -> str:
         return f"{self.reason}\n  fix: {self.fix}"
@@ -186,7 +187,8 @@ def _served_by(url: str, report: Report) -> int | None:
     except OSError as e:
         report.problems.append(Problem(f"cannot reach the Engine API at {url}: "
                                        f"{e.strerror or e}", "start dockerd, or give the "
-                                       "right socket with --docker URL or DOCKER_HOST"))
+                                       "right socket with --docker URL or DOCKER_HOST",
+                                       unreachable=True))
         return None
     if uid != 0:
         report.problems.append(Problem(

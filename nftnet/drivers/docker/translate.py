@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from marshmallow import ValidationError
 
+from nftnet.config.dump import network_entry as config_network_entry
 from nftnet.config.model import ANY_IPV4, Endpoint, IPAddress, Network, Proto, PublishSpec
 from nftnet.config.publish import PROTOS, parse_publish
 from nftnet.config.schema import NAME, check_ifname
@@ -170,6 +171,24 @@ class Snapshot:
     @property
     def endpoints(self) -> tuple[DockerEndpoint, ...]:
         return tuple(ep for c in self.containers for ep in c.endpoints)
+
+
+def network_entry(net: DockerNetwork) -> dict[str, Any]:
+    """What nftnet holds for a Docker network, in the config file's format (``Engine.sync``)."""
+    return config_network_entry(net.as_network())
+
+
+def endpoint_entry(ep: DockerEndpoint) -> dict[str, Any]:
+    """What nftnet holds for a container on a network (``Engine.sync``, ``register``): its
+    addresses and ports as explicit ``-p`` entries; no host interface (Docker's veth is
+    on the bridge, where nftnet leaves it)."""
+    out: dict[str, Any] = {"network": ep.network}
+    if ep.ipv4 is not None:
+        out["ipv4"] = str(ep.ipv4)
+    if ep.ipv6 is not None:
+        out["ipv6"] = str(ep.ipv6)
+    out["publish"] = [p.publish for p in ep.ports]
+    return out
 
 
 class _Bad(ValueError):

@@ -1,0 +1,213 @@
+"""``nftnet daemon --docker`` with a real dockerd (``--iptables=false --ip6tables=false
+--userland-proxy=false``) in a throwaway namespace: containers that Docker made are firewalled
+with Docker's semantics, checked with real traffic from a LAN namespace and between
+containers (source addresses seen); the daemon follows runs, network creates, stops and
+removals, survives dockerd restarts and its own kill -9 with changes in between, and refuses a
+dockerd that writes its own rules. `nftnet check` is in sync after every step."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nftnet.state import StateDir
+from tests.docker_daemon import Daemon, Lan, address, get, in_container, wait_for
+from tests.docker_env import HTTPD, DockerEnv
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def daemon(dockerd: Callable[..., DockerEnv], tmp_path: Path) -> Iterator[Daemon]:
+    """A dockerd and a daemon (not started) following it; the daemon is killed after."""
+    env = dockerd()
+    running = Daemon(env, tmp_path)
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+@pytest.fixture
+def lan(daemon: Daemon) -> Iterator[Lan]:
+    with Lan(daemon.env) as built:
+        yield built
+
+
+def kernel_ports(env: DockerEnv) -> set[tuple[int, int]]:
+    """(family, host port) of every port nftnet's maps publish."""
+    listing = json.loads(env.ns_run("nft", "-j", "list", "table", "inet", "nftnet"))["nftables"]
+    out = set()
+    for obj in listing:
+        m = obj.get("map")
+        family = m and re.fullmatch(r"pub(?:any)?([46])-port", m["name"])
+        if family:
+            out |= {(int(family[1]), elem[0]["concat"][-1]) for elem in m.get("elem", [])}
+    return out
+
+
+def held(daemon: Daemon, kind: str = "endpoints") -> set[str]:
+    """Names of the entries nftnet holds for Docker, as the state records them."""
+    state = StateDir(daemon.state).load()
+    assert state is not None
+    return {n for n, e in state.runtime[kind].items() if e.get("owner") == "docker"}
+
+
+def test_docker_drives_the_firewall_with_dockers_meaning(daemon: Daemon, lan: Lan) -> None:
+    env = daemon.env
+    lan.serve()
+    daemon.start()
+    daemon.check()
+    status = json.loads(daemon.nftnet("status", "-o", "json").stdout)
+    assert (status["daemon"]["running"], status["daemon"]["follows"]) == (True, "docker")
+    assert {n["name"]: n["source"] for n in status["networks"]} == {"bridge": "docker"}
+    assert {s["name"] for s in status["daemon"]["skipped"]} == {"host", "none"}
+    second = daemon.nftnet("daemon", "--docker", env.url, check=False)
+    assert second.returncode == 5 and "another nftnet daemon" in second.stderr
+
+    env.docker("run", "-d", "--name", "web", "-p", "8080:80", "bb", *HTTPD)
+    env.docker("run", "-d", "--name", "peer", "bb", *HTTPD)
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4  # the LAN client's address
+    web, peer = address(env, "web", "bridge"), address(env, "peer", "bridge")
+    lan.run("ip", "route", "add", "172.16.0.0/12", "via", Lan.HOST4)
+    assert lan.get(web) is None  # no direct routing into containers, published or not
+    assert get(in_container(env, "peer"), web) == peer  # same network
+    assert get(in_container(env, "web"), Lan.IP4) == Lan.HOST4  # out, masqueraded
+    daemon.check()
+
+    env.docker("network", "create", "--subnet", "172.30.1.0/24",
+               "-o", "com.docker.network.bridge.enable_icc=false", "quiet")
+    env.docker("network", "create", "--internal", "--subnet", "172.30.2.0/24", "back")
+    env.docker("network", "create", "--ipv6", "--subnet", "172.30.3.0/24",
+               "--subnet", "fd00:30:3::/64",
+               "-o", "com.docker.network.bridge.enable_ip_masquerade=false", "six")
+    for name, network in (("q1", "quiet"), ("q2", "quiet"), ("b1", "back")):
+        env.docker("run", "-d", "--name", name, "--network", network, "bb", *HTTPD)
+    env.docker("run", "-d", "--name", "s1", "--network", "six", "-p", "8081:80", "bb", *HTTPD)
+    assert wait_for(lambda: lan.get(Lan.HOST6, 8081)) == Lan.IP6
+    assert lan.get(Lan.HOST4, 8081) == Lan.IP4
+    q1, s1 = address(env, "q1", "quiet"), address(env, "s1", "six")
+    assert get(in_container(env, "q2"), q1) is None  # icc=false
+    assert get(in_container(env, "q1"), Lan.IP4) == Lan.HOST4
+    assert get(in_container(env, "b1"), Lan.IP4) is None  # internal: nothing out
+    assert get(in_container(env, "q1"), s1) is None  # no crossing networks
+    assert get(in_container(env, "s1"), Lan.IP4) == s1  # no masquerade on six
+    assert get(in_container(env, "q1"), Lan.HOST4, 8080) is not None  # a published port is public
+    assert held(daemon, "networks") == {"bridge", "quiet", "back", "six"}
+    daemon.check()
+
+    env.docker("stop", "-t", "1", "web")
+    env.docker("rm", "web")
+    wait_for(lambda: (4, 8080) not in kernel_ports(env))
+    assert lan.get(Lan.HOST4, 8080) is None
+    assert held(daemon) == {"peer.bridge", "q1.quiet", "q2.quiet", "b1.back", "s1.six"}
+    daemon.check()
+    env.docker("rm", "-f", "b1")
+    env.docker("network", "rm", "back")
+    wait_for(lambda: "back" not in held(daemon, "networks"))
+    daemon.check()
+
+    assert daemon.stop() == 0  # SIGTERM: the firewall stays as it is
+    assert kernel_ports(env) == {(4, 8081), (6, 8081)}
+    assert lan.get(Lan.HOST6, 8081) == Lan.IP6
+    assert "stopped by SIGTERM" in daemon.log()
+    status = json.loads(daemon.nftnet("status", "-o", "json").stdout)
+    assert status["daemon"]["running"] is False
+
+
+def test_dockerd_restarts_and_a_killed_daemon_converge(daemon: Daemon, lan: Lan) -> None:
+    env = daemon.env
+    daemon.start()
+    env.docker("run", "-d", "--name", "web", "--restart", "always", "-p", "8080:80", "bb",
+               *HTTPD)
+    env.docker("run", "-d", "--name", "old", "-p", "8082:80", "bb", *HTTPD)
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8082)) == Lan.IP4
+
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_log("SIGHUP: full resync")
+    daemon.wait_log("resync:", 2)
+    env.stop_daemon()  # dockerd restarts: the stream ends, containers stop
+    env.start()  # web comes back (restart always), old does not
+    daemon.wait_log("resync:", 3)
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
+    wait_for(lambda: (4, 8082) not in kernel_ports(env))
+    assert held(daemon) == {"web.bridge"}
+    daemon.check()
+
+    daemon.kill()  # kill -9, then changes it does not see
+    env.docker("rm", "-f", "web")
+    env.docker("run", "-d", "--name", "new", "-p", "8083:80", "bb", *HTTPD)
+    assert lan.get(Lan.HOST4, 8083, timeout=0.5) is None  # not firewalled in yet: no DNAT
+    daemon.start()
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8083)) == Lan.IP4
+    assert kernel_ports(env) == {(4, 8083)}  # no stale port left open
+    assert held(daemon) == {"new.bridge"}
+    daemon.check()
+    daemon.nftnet("status")
+
+
+def user_rules(env: DockerEnv) -> list[str] | None:
+    """The user chain's rules as nft lists them; None when the chain is gone."""
+    out = env.ns_run("nft", "-j", "list", "chain", "inet", "nftnet", "user", check=False)
+    if not out:
+        return None
+    return [json.dumps(o["rule"]["expr"]) for o in json.loads(out)["nftables"] if "rule" in o]
+
+
+def test_the_firewall_heals_itself(daemon: Daemon, lan: Lan) -> None:
+    env = daemon.env
+    daemon.start()
+    env.docker("run", "-d", "--name", "web", "-p", "8080:80", "-p", "8081:80", "bb", *HTTPD)
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
+    env.ns_run("nft", "add", "rule", "inet", "nftnet", "user", "meta", "l4proto", "tcp", "ct",
+               "original", "proto-dst", "8080", "drop")  # by hand, as people add to DOCKER-USER
+    daemon.wait_log("recorded the user chain's 1 rule(s)")
+    hand = user_rules(env)
+    assert lan.get(Lan.HOST4, 8080) is None and lan.get(Lan.HOST4, 8081) == Lan.IP4
+    daemon.check()
+
+    start = time.monotonic()
+    env.ns_run("nft", "flush", "ruleset")
+    wait_for(lambda: user_rules(env) == hand, timeout=5, step=0.01)
+    healed = time.monotonic() - start
+    assert healed < 1.0, f"healed after {healed:.2f} s"
+    daemon.wait_log("healed after")
+    assert re.search(r"healed after a change by nft \(pid \d+\)", daemon.log())
+    assert lan.get(Lan.HOST4, 8081) == Lan.IP4 and lan.get(Lan.HOST4, 8080) is None
+    daemon.check()
+
+    env.ns_run("nft", "flush", "map", "inet", "nftnet", "pubany4-port")  # one of nftnet's
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8081)) == Lan.IP4
+    assert kernel_ports(env) == {(4, 8080), (4, 8081)}
+    daemon.check()
+
+    env.ns_run("nft", "flush", "chain", "inet", "nftnet", "user")  # taken back by hand
+    daemon.wait_log("recorded the user chain's 0 rule(s)")
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
+    env.ns_run("nft", "flush", "ruleset")
+    wait_for(lambda: user_rules(env) == [])  # the chain as it last was: empty
+    assert lan.get(Lan.HOST4, 8080) == Lan.IP4
+    daemon.check()
+    status = json.loads(daemon.nftnet("status", "-o", "json").stdout)
+    assert status["daemon"]["heals"] == 3 and status["in_sync"] is True
+    time.sleep(0.5)
+    assert daemon.log().count("healed after") == 3  # never a heal of its own heal
+
+
+def test_a_dockerd_that_writes_its_own_rules_is_refused(dockerd: Callable[..., DockerEnv],
+                                                        tmp_path: Path) -> None:
+    env = dockerd(flags=("--userland-proxy=false",))  # iptables on: its chains appear
+    refused = Daemon(env, tmp_path)
+    refused.start(wait=False)
+    assert refused.proc is not None
+    assert refused.proc.wait(30) == 4
+    log = refused.log()
+    assert "dockerd writes its own firewall rules" in log and "fix:" in log
+    assert "nftnet" not in env.ns_run("nft", "list", "tables")  # nothing changed

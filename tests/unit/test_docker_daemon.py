@@ -1,0 +1,115 @@
+"""The daemon's pure parts: the order of a container's registrations (no port is ever taken
+while another endpoint still holds it), what nftnet holds for a Docker network and endpoint
+(the entries load to the translation's own model), the log lines, and the daemon lock and
+status file of the state directory."""
+
+from __future__ import annotations
+
+import logging
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nftnet.config.load import load_entry
+from nftnet.drivers.docker.daemon import JournalFormatter
+from nftnet.drivers.docker.events import endpoint_changes
+from nftnet.drivers.docker.translate import (
+    DockerEndpoint,
+    DockerPort,
+    endpoint_entry,
+    network_entry,
+    translate_networks,
+)
+from nftnet.errors import DaemonRunning
+from nftnet.state import StateDir
+
+C = "c" * 64
+NETS = [str(i) * 64 for i in range(1, 4)]
+
+
+def endpoint(nid: str, ports: frozenset[int], name: str | None = None) -> DockerEndpoint:
+    return DockerEndpoint(C, "web", nid, f"n{nid[0]}", name or f"web.n{nid[0]}",
+                          IPv4Address(f"10.0.{nid[0]}.2"), None,
+                          tuple(DockerPort(4, "tcp", p, None, 80) for p in sorted(ports)))
+
+
+def assignments(draw: st.DrawFn) -> dict[str, frozenset[int]]:
+    """Ports of a container's endpoints (by network id): each port on one endpoint."""
+    nets = draw(st.lists(st.sampled_from(NETS), unique=True, max_size=3))
+    owner = draw(st.dictionaries(st.integers(8000, 8007), st.sampled_from(nets))) if nets \
+        else {}
+    return {n: frozenset(p for p, o in owner.items() if o == n) for n in nets}
+
+
+@st.composite
+def before_after(draw: st.DrawFn) -> tuple[dict[str, DockerEndpoint], dict[str, DockerEndpoint]]:
+    return ({n: endpoint(n, ports) for n, ports in assignments(draw).items()},
+            {n: endpoint(n, ports) for n, ports in assignments(draw).items()})
+
+
+@given(before_after())
+def test_registrations_never_take_a_port_another_endpoint_still_holds(
+        pair: tuple[dict[str, DockerEndpoint], dict[str, DockerEndpoint]]) -> None:
+    old, new = pair
+    gone, steps = endpoint_changes(old, new)
+    held = {ep.name: set(ep.ports) for ep in old.values()}
+    for ep in gone:
+        del held[ep.name]
+    for ep in steps:
+        others = set().union(*(ports for name, ports in held.items() if name != ep.name))
+        assert not set(ep.ports) & others, (ep.name, ep.ports, held)
+        held[ep.name] = set(ep.ports)
+    assert held == {ep.name: set(ep.ports) for ep in new.values()}
+
+
+def test_an_unchanged_container_changes_nothing() -> None:
+    eps = {NETS[0]: endpoint(NETS[0], frozenset({8080}))}
+    assert endpoint_changes(eps, dict(eps)) == ([], [])
+
+
+def test_a_renamed_container_is_unregistered_under_its_old_name() -> None:
+    old = {NETS[0]: endpoint(NETS[0], frozenset({8080}))}
+    new = {NETS[0]: endpoint(NETS[0], frozenset({8080}), name="db.n1")}
+    assert endpoint_changes(old, new) == ([old[NETS[0]]], [new[NETS[0]]])
+
+
+def test_entries_load_to_the_translations_model() -> None:
+    nets, _ = translate_networks([{
+        "Id": NETS[0], "Name": "front", "Driver": "bridge", "EnableIPv6": True,
+        "Internal": False, "IPAM": {"Config": [{"Subnet": "172.30.1.0/24"},
+                                               {"Subnet": "fd00:30:1::/64"}]},
+        "Options": {"com.docker.network.bridge.enable_icc": "false",
+                    "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"}}])
+    net = nets[NETS[0]]
+    assert load_entry("networks", net.name, network_entry(net)) == net.as_network()
+    ep = DockerEndpoint(C, "web", NETS[0], "front", "web.front", IPv4Address("172.30.1.2"),
+                        None, (DockerPort(4, "tcp", 8080, None, 80),
+                               DockerPort(4, "udp", 53, IPv4Address("127.0.0.1"), 53)))
+    entry = endpoint_entry(ep)
+    assert entry == {"network": "front", "ipv4": "172.30.1.2",
+                     "publish": ["0.0.0.0:8080:80/tcp", "127.0.0.1:53:53/udp"]}
+    assert load_entry("endpoints", ep.name, entry) == ep.as_endpoint()
+
+
+def test_log_lines_carry_their_syslog_priority_and_are_one_line() -> None:
+    formatter = JournalFormatter("%(message)s")
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "refused a\nb", None, None)
+    assert formatter.format(record) == "<4>refused a | b"
+
+
+def test_one_daemon_per_state_directory(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "state")
+    assert not state.daemon_running() and state.daemon_info() is None
+    with state.daemon_lock():
+        state.save_daemon({"pid": 42, "follows": "docker"})
+        assert state.daemon_running()
+        with pytest.raises(DaemonRunning, match=r"another nftnet daemon \(pid 42\) runs"), \
+                StateDir(tmp_path / "state").daemon_lock():
+            pass
+    assert not state.daemon_running()
+    assert state.daemon_info() == {"pid": 42, "follows": "docker"}
+    with state.daemon_lock():  # free again
+        pass
