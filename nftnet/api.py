@@ -18,7 +18,11 @@ from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+<<<<<<< HEAD
 from nftnet.kernel import Kernel
+=======
+from nftnet.errors import NftnetError
+>>>>>>> h-daemon
 from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange, SyncResult
 from nftnet.state import DEFAULT_DIR, State, StateDir
 
@@ -151,6 +155,7 @@ class Engine:
         """What teardown removes, as the state and the kernel say now."""
         from nftnet import teardown
 
+        self._no_daemon("teardown")
         with self.state_dir.locked():
             return teardown.plan(self.state_dir, self.kernel, keep_bridges)
 
@@ -158,8 +163,8 @@ class Engine:
         """Remove what ``plan`` lists, the user chain's rules saved to a file first: (that
         file, or None when the chain had no rules; what was done)."""
         from nftnet import teardown
-        from nftnet.errors import NftnetError
 
+        self._no_daemon("teardown")
         with self.state_dir.locked():
             if teardown.plan(self.state_dir, self.kernel, plan.keep_links) != plan:
                 raise NftnetError("what teardown would remove changed meanwhile; nothing "
@@ -276,6 +281,14 @@ class Engine:
         if info is None and not running:
             return None
         return {**(info or {}), "running": running}
+
+    def _no_daemon(self, what: str) -> None:
+        """NftnetError while a daemon runs here: it would make again what ``what`` removes."""
+        if self.state_dir.daemon_running():
+            pid = (self.state_dir.daemon_info() or {}).get("pid", "?")
+            raise NftnetError(f"nftnet daemon (pid {pid}) runs on {self.state_dir.path} and "
+                              f"would make it all again: stop it first (systemctl stop "
+                              f"nftnet-daemon), then {what}")
 
     # -- the user chain --------------------------------------------------------------------
 

@@ -113,6 +113,8 @@ def test_docker_drives_the_firewall_with_dockers_meaning(daemon: Daemon, lan: La
     wait_for(lambda: "back" not in held(daemon, "networks"))
     daemon.check()
 
+    teardown = daemon.nftnet("teardown", "--yes", check=False)
+    assert teardown.returncode == 1 and "stop it first" in teardown.stderr
     assert daemon.stop() == 0  # SIGTERM: the firewall stays as it is
     assert kernel_ports(env) == {(4, 8081), (6, 8081)}
     assert lan.get(Lan.HOST6, 8081) == Lan.IP6
