@@ -18,11 +18,8 @@ from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-<<<<<<< HEAD
-from nftnet.kernel import Kernel
-=======
 from nftnet.errors import NftnetError
->>>>>>> h-daemon
+from nftnet.kernel import Kernel
 from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange, SyncResult
 from nftnet.state import DEFAULT_DIR, State, StateDir
 
