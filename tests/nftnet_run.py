@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,3 +32,17 @@ def write_config(tmp: Path, config: dict, name: str = "config.yaml") -> Path:
     path = tmp / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def published_ports(listing_json: str) -> set[tuple[int, int]]:
+    """(family, host port) of every port nftnet's maps publish, in `nft -j list table inet
+    nftnet` output."""
+    import re
+
+    out = set()
+    for obj in json.loads(listing_json)["nftables"]:
+        m = obj.get("map")
+        family = m and re.fullmatch(r"pub(?:any)?([46])-port", m["name"])
+        if family:
+            out |= {(int(family[1]), elem[0]["concat"][-1]) for elem in m.get("elem", [])}
+    return out

@@ -19,6 +19,7 @@ import pytest
 from nftnet.state import StateDir
 from tests.docker_daemon import Daemon, Lan, address, get, in_container, wait_for
 from tests.docker_env import HTTPD, DockerEnv
+from tests.nftnet_run import published_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +43,7 @@ def lan(daemon: Daemon) -> Iterator[Lan]:
 
 def kernel_ports(env: DockerEnv) -> set[tuple[int, int]]:
     """(family, host port) of every port nftnet's maps publish."""
-    listing = json.loads(env.ns_run("nft", "-j", "list", "table", "inet", "nftnet"))["nftables"]
-    out = set()
-    for obj in listing:
-        m = obj.get("map")
-        family = m and re.fullmatch(r"pub(?:any)?([46])-port", m["name"])
-        if family:
-            out |= {(int(family[1]), elem[0]["concat"][-1]) for elem in m.get("elem", [])}
-    return out
+    return published_ports(env.ns_run("nft", "-j", "list", "table", "inet", "nftnet"))
 
 
 def held(daemon: Daemon, kind: str = "endpoints") -> set[str]:

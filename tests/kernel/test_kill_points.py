@@ -19,7 +19,7 @@ import pytest
 from nftnet.crash import ENV
 from nftnet.runtime import host_ifname
 from tests.kernel.conftest import Netns
-from tests.nftnet_run import nftnet, write_config
+from tests.nftnet_run import nftnet, published_ports, write_config
 
 pytestmark = pytest.mark.kernel
 
@@ -172,14 +172,8 @@ def world(netns: Netns, tmp_path: Path) -> Iterator[World]:
 
 
 def kernel_ports(ns: Netns) -> set[tuple[int, int]]:
-    listing = json.loads(ns.run("nft", "-j", "list", "table", "inet", "nftnet"))["nftables"]
-    out = set()
-    for obj in listing:
-        m = obj.get("map")
-        family = m and re.fullmatch(r"pub(?:any)?([46])-port", m["name"])
-        if family:
-            out |= {(int(family[1]), elem[0]["concat"][-1]) for elem in m.get("elem", [])}
-    return out
+    """(family, host port) of every port nftnet's maps publish."""
+    return published_ports(ns.run("nft", "-j", "list", "table", "inet", "nftnet"))
 
 
 def listed_ports(w: World, listed: str | None = None) -> set[tuple[int, int]]:
