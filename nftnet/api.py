@@ -198,11 +198,14 @@ class Engine:
 
     def register(self, name: str, network: str, *, owner: str, ipv4: str | None = None,
                  ipv6: str | None = None, publish: list[str] | None = None,
-                 host_ifname: str | None = None) -> EndpointChange:
-        """An endpoint on an interface a runtime made (see ``Runtime.register``)."""
+                 host_ifname: str | None = None, network_entry: dict[str, Any] | None = None
+                 ) -> EndpointChange:
+        """An endpoint on an interface a runtime made, in one transaction; with
+        ``network_entry``, its network made in it too where ``owner`` holds none (see
+        ``Runtime.register``)."""
         return self._runtime.register(name, network, ipv4=ipv4, ipv6=ipv6,
                                       publish=list(publish or ()), host_ifname=host_ifname,
-                                      owner=owner)
+                                      owner=owner, network_entry=network_entry)
 
     def unregister(self, name: str, owner: str) -> EndpointChange | None:
         """Remove what ``register`` made; None when it is gone already (no error)."""

@@ -55,12 +55,14 @@ Label = Callable[["Path_"], str]  # a field's path as the command's user names i
 @dataclass
 class Step:
     """What one runtime change does: its transaction and result, and the veth it makes
-    (attach) or the host end of the veth it deletes (detach)."""
+    (attach), the host end of the veth it deletes (detach) or the runtime's veth it puts on
+    its bridge with hairpin on (register)."""
 
     tx: Transaction
     result: Any
     make: VethSpec | None = None
     remove: str | None = None
+    plug: tuple[str, str] | None = None  # a runtime's veth to put on its bridge: (veth, bridge)
 
 
 class Runtime:
@@ -203,18 +205,29 @@ class Runtime:
         return self._change(name, change)
 
     def register(self, name: str, network: str, *, ipv4: str | None, ipv6: str | None,
-                 publish: list[str], host_ifname: str | None, owner: str) -> EndpointChange:
+                 publish: list[str], host_ifname: str | None, owner: str,
+                 network_entry: dict[str, Any] | None = None) -> EndpointChange:
         """Register an endpoint on an interface someone else made (a driver's: Docker's veth,
         the CNI bridge plugin's), with the addresses its IPAM gave and its ports, in one
-        transaction of elements. The same name registered again by the same owner is
-        replaced in that one transaction. nftnet never makes or deletes its link.
+        transaction. The same name registered again by the same owner is replaced in that
+        one transaction. nftnet never makes or deletes its link, but puts it as its own
+        attach would (up, hairpin on: link/model.py) where it is not.
 
-        ConfigError names what is wrong: a network that does not exist, an address outside
-        its subnet or held by another endpoint, a port held by another, ``host_ifname`` not
-        on the network's bridge, a name held by someone else."""
+        With ``network_entry`` (the network's config entry), a network ``owner`` does not
+        hold yet is made in the same transaction (a full one: its sets, its bridge adopted);
+        one the owner holds with that entry is used as it is.
+
+        ConfigError names what is wrong: a network that does not exist (or exists with other
+        settings, or is someone else's), an address outside its subnet or held by another
+        endpoint, a port held by another, ``host_ifname`` not on the network's bridge, a name
+        held by someone else. Nothing is applied then."""
         from nftnet.config.load import load_entry
+        from nftnet.link import model as link_model
 
         label = _option_label("endpoints", name, {"publish": publish})
+        new_net = None if network_entry is None else load_entry(
+            "networks", network, network_entry, _option_label("networks", network,
+                                                              network_entry))
 
         def change(state: State) -> Step:
             old = state.runtime["endpoints"].get(name)
@@ -239,8 +252,12 @@ class Runtime:
             raw = {"network": network, **found, "publish": publish}
             ep = load_entry("endpoints", name, raw, label)
             assert isinstance(ep, Endpoint)
+            plug = None
             if host_ifname is not None:
-                _on_bridge(self.links.observe(), host_ifname, net.bridge, label)
+                links = self.links.observe()
+                _on_bridge(links, host_ifname, net.bridge, label)
+                if link_model.port_problems(host_ifname, net.bridge, links):
+                    plug = (host_ifname, net.bridge)
             maps = _claim(state, ep, net.host_binding_ipv4, list(ep.publish),
                           lambda i: label(("endpoints", name, "publish", i)))
             state.runtime["endpoints"][name] = records.RuntimeEndpoint(
@@ -252,8 +269,36 @@ class Runtime:
                 (ep.ipv4, net.subnet4), (ep.ipv6, net.subnet6)) if a is not None and s)
             result = EndpointChange(name, network, True, addresses, host_ifname,
                                     PortChange(name, tuple(maps), tuple(released)))
-            return Step(tx, result)
-        return self._change(name, change)
+            return Step(tx, result, plug=plug)
+
+        with self.state_dir.locked():
+            self.recover()
+            prev = self.state_dir.load()
+            if new_net is None or _holds(prev, network, network_entry, owner):
+                if prev is None:
+                    raise NftnetError("nothing applied yet: run nftnet apply -f FILE first")
+                return self._step(name, change, prev)  # type: ignore[no-any-return]
+            assert isinstance(new_net, Network) and network_entry is not None
+            return self._with_network(prev, new_net, {**network_entry, "owner": owner},
+                                      name, change)
+
+    def _with_network(self, prev: State | None, net: Network, entry: dict[str, Any],
+                      endpoint: str, change: Callable[[State], Step]) -> Any:
+        """``change`` (one endpoint's) with network ``net`` (stored as ``entry``) made for it,
+        in one full change: the network's sets, links and the endpoint's elements in one
+        transaction. Call with the lock held."""
+        from dataclasses import replace
+
+        state, there = self._before_network(prev, net.name)
+        state.runtime["networks"][net.name] = entry
+        step = change(state)
+        endpoints = {n: e for n, e in there.endpoints.items() if n != endpoint}
+        endpoints[endpoint] = endpoint_model(endpoint, state.runtime["endpoints"][endpoint])
+        config = replace(there, networks={**there.networks, net.name: net},
+                         endpoints=endpoints)
+        self._make_network(state, prev, config, net.name,
+                           _option_label("networks", net.name, entry))
+        return step.result
 
     def unregister(self, name: str, owner: str) -> EndpointChange | None:
         """Remove an endpoint ``owner`` registered, with its ports; None (no error) when there
@@ -291,9 +336,7 @@ class Runtime:
         option at fault and, for a clash, the network that holds the subnet or bridge."""
         from dataclasses import replace
 
-        from nftnet.config.checks import check_config
         from nftnet.config.load import load_entry
-        from nftnet.desired.effective import effective_config
 
         label = _option_label("networks", name, raw)
         net = load_entry("networks", name, raw, label)
@@ -301,22 +344,37 @@ class Runtime:
         with self.state_dir.locked():
             self.recover()
             prev = self.state_dir.load()
-            state = copy.deepcopy(prev) if prev else State(config={"version": 1})
-            held = state.runtime["networks"].get(name)
-            if owner is not None and held is not None and records.owner(held) == owner \
-                    and records.config_entry(held) == raw:
+            if owner is not None and _holds(prev, name, raw, owner):
                 return NetworkChange(name, True, changed=False)  # a driver's repeat: as asked
-            if held is not None or name in (state.config.get("networks") or {}):
-                raise ConfigError([f"network {name!r} exists already"
-                                   + (f" (held by {records.owner(held)})"
-                                      if held is not None and records.owner(held) else "")])
-            there = effective_config(state.config, state.runtime)
-            config = replace(there, networks={**there.networks, name: net})
-            if problems := check_config(config, new=name):
-                raise ConfigError([f"{label(path)}: {message}" for path, message in problems])
+            state, there = self._before_network(prev, name)
             state.runtime["networks"][name] = {**raw, **({"owner": owner} if owner else {})}
-            self._converge(state, prev, config)
+            self._make_network(state, prev, replace(there, networks={**there.networks,
+                                                                     name: net}), name, label)
             return NetworkChange(name, True)
+
+    def _before_network(self, prev: State | None, name: str) -> tuple[State, Config]:
+        """The state to make network ``name`` in (a copy of ``prev``) and the effective config
+        without it; ConfigError when a network of that name exists."""
+        from nftnet.desired.effective import effective_config
+
+        state = copy.deepcopy(prev) if prev else State(config={"version": 1})
+        held = state.runtime["networks"].get(name)
+        if held is not None or name in (state.config.get("networks") or {}):
+            raise ConfigError([f"network {name!r} exists already"
+                               + (f" (held by {records.owner(held)})"
+                                  if held is not None and records.owner(held) else "")])
+        return state, effective_config(state.config, state.runtime)
+
+    def _make_network(self, state: State, prev: State | None, config: Config, name: str,
+                      label: Label) -> None:
+        """Converge to ``state``, whose effective config ``config`` adds network ``name``;
+        ConfigError (nothing applied) names each problem of ``config``, the network's by
+        ``label``."""
+        from nftnet.config.checks import check_config
+
+        if problems := check_config(config, new=name):
+            raise ConfigError([f"{label(path)}: {message}" for path, message in problems])
+        self._converge(state, prev, config)
 
     def remove_network(self, name: str, force: bool, owner: str | None = None,
                        missing_ok: bool = False) -> NetworkChange:
@@ -377,27 +435,34 @@ class Runtime:
         first if needed."""
         with self.state_dir.locked():
             self.recover()
-            state = self.state()
-            before = self.nft.generation()
-            fresh = state.generation is not None and before == state.generation
-            step = change(state)
-            self.state_dir.begin(runtime_change(state, endpoint))
-            if not fresh:  # the kernel changed behind nftnet's back: rewrite the whole table
-                pending = self.state_dir.pending()
-                assert pending is not None
-                self.applier.complete(*pending)  # links too
-                return step.result
-            try:
-                self._links_and_kernel(step)
-            except NftnetError:
-                self.state_dir.abort()
-                raise
-            if step.remove is not None:  # the kernel holds the change: now or by recover
-                self.links.detach_veth(step.remove)
-                crash.point("links-removed")
-            self.state_dir.commit()
-            self.state_dir.save_generation(follows(before, self.nft.generation()))
+            return self._step(endpoint, change, self.state())
+
+    def _step(self, endpoint: str, change: Callable[[State], Step], state: State) -> Any:
+        """``_change`` with the lock held and the state loaded. A change that sends nothing
+        (a registration without ports) keeps the generation: it still proves the table
+        nftnet's, so the next change stays one of elements."""
+        before = self.nft.generation()
+        fresh = state.generation is not None and before == state.generation
+        step = change(state)
+        self.state_dir.begin(runtime_change(state, endpoint))
+        if not fresh:  # the kernel changed behind nftnet's back: rewrite the whole table
+            pending = self.state_dir.pending()
+            assert pending is not None
+            self.applier.complete(*pending)  # links too
             return step.result
+        try:
+            self._links_and_kernel(step)
+        except NftnetError:
+            self.state_dir.abort()
+            raise
+        if step.remove is not None:  # the kernel holds the change: now or by recover
+            self.links.detach_veth(step.remove)
+            crash.point("links-removed")
+        self.state_dir.commit()
+        after = self.nft.generation()
+        self.state_dir.save_generation(after if not step.tx.ops and after == before
+                                       else follows(before, after))
+        return step.result
 
     def _links_and_kernel(self, step: Step) -> None:
         """The veth ``step`` makes, then its transaction; the veth goes again if the kernel
@@ -405,9 +470,12 @@ class Runtime:
         if step.make is not None:
             self.links.attach_veth(step.make)
             crash.point("veth-made")
+        if step.plug is not None:  # not undone: it is where the veth belongs
+            self.links.plug_port(*step.plug)
         try:
             crash.point("nft-before")
-            self.nft.run(step.tx.to_json())
+            if step.tx.ops:
+                self.nft.run(step.tx.to_json())
             crash.point("nft-after")
         except NftnetError:
             if step.make is not None:
@@ -495,6 +563,12 @@ def _on_bridge(links: dict[str, LinkState], host_ifname: str, bridge: str, label
         raise ConfigError([f"{label(('host_ifname',))}: no interface {host_ifname}"])
     if seen is None or port.master != seen.index:
         raise ConfigError([f"{label(('host_ifname',))}: {host_ifname} is not on bridge {bridge}"])
+
+
+def _holds(state: State | None, network: str, entry: dict[str, Any] | None, owner: str) -> bool:
+    """Whether ``owner`` holds runtime network ``network`` with config entry ``entry``."""
+    held = None if state is None else state.runtime["networks"].get(network)
+    return held is not None and records.owner(held) == owner and config_entry(held) == entry
 
 
 def _used(state: State, network: str) -> set[IPAddress]:

@@ -6,6 +6,7 @@ fake of the facade that holds a real ``State``. The kernel tests
 from __future__ import annotations
 
 import copy
+import json
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nftnet.api import Engine
 from nftnet.check import Finding, Report
-from nftnet.config.load import load_entry
+from nftnet.config.load import load_entry, parse_config
 from nftnet.config.model import Network as NftNetwork
 from nftnet.config.publish import parse_publish
 from nftnet.config.schema import NAME
@@ -33,6 +35,8 @@ from nftnet.drivers.cni.adapter import (
 from nftnet.drivers.cni.engine import Attachment, Endpoint, Network, PortMap
 from nftnet.drivers.cni.spec import ID, INVALID_ENVIRONMENT, CniError, ifname_problem
 from nftnet.errors import ConfigError, NftnetError
+from nftnet.kernel import Kernel
+from nftnet.link.model import BRIDGE_NF
 from nftnet.records import owners
 from nftnet.results import EndpointChange, NetworkChange
 from nftnet.state import State
@@ -207,9 +211,15 @@ class FakeApi:
         state.runtime["networks"].pop(name, None)
         return NetworkChange(name, False)
 
-    def register(self, name: str, network: str, *, owner: str, **kw: Any) -> EndpointChange:
+    def register(self, name: str, network: str, *, owner: str,
+                 network_entry: dict[str, Any] | None = None, **kw: Any) -> EndpointChange:
         state = self._call("register")
-        if network not in state.runtime["networks"]:
+        held = state.runtime["networks"].get(network)
+        if network_entry is not None and held is None:
+            state.runtime["networks"][network] = {**network_entry, "owner": owner}
+        elif network_entry is not None and held != {**network_entry, "owner": owner}:
+            raise ConfigError([f"network {network!r} exists already (held by cni)"])
+        elif held is None:
             raise ConfigError([f"no network {network!r}"])
         state.runtime["endpoints"][name] = {"network": network, "owner": owner, **kw}
         return EndpointChange(name, network, True)
@@ -243,12 +253,12 @@ def endpoints(api: FakeApi) -> list[str]:
     return sorted(api.state.runtime["endpoints"])
 
 
-def test_add_creates_the_network_once_and_del_removes_it_with_the_last(fake: Any) -> None:
+def test_add_is_one_call_and_del_removes_the_network_with_the_last(fake: Any) -> None:
     engine, api = fake
     engine.add("cni", NET, WEB, WEB_PORTS)
     peer = Endpoint(Attachment("peer", "eth0"), "/n", "veth2", IPv4Address("172.31.50.3"))
     engine.add("cni", NET, peer, ())
-    assert api.calls == ["create_network", "register", "register"]  # held as asked: no call
+    assert api.calls == ["register", "register"]  # the network made with the first
     assert api.state.runtime["endpoints"]["front.web.eth0"]["publish"] == ["8080:80/tcp"]
     engine.delete("cni", "front", WEB.attachment)
     assert endpoints(api) == ["front.peer.eth0"] and "cni-front" in api.state.runtime["networks"]
@@ -256,29 +266,6 @@ def test_add_creates_the_network_once_and_del_removes_it_with_the_last(fake: Any
     assert api.state.runtime["networks"] == {}
     engine.delete("cni", "front", peer.attachment)  # again: nothing held, nothing removed
     assert api.calls[-2:] == ["remove_network", "unregister"]
-
-
-def test_a_refused_register_takes_the_network_it_made_away_again(fake: Any) -> None:
-    engine, api = fake
-    api.refuse["register"] = ConfigError(["publish[0]: 0.0.0.0:8080/tcp is held by x"])
-    with pytest.raises(ConfigError, match="held by x"):
-        engine.add("cni", NET, WEB, WEB_PORTS)
-    assert api.state.runtime["networks"] == {}
-
-
-def test_an_add_that_races_the_removal_of_the_network_makes_it_again(fake: Any) -> None:
-    engine, api = fake
-    engine.add("cni", NET, WEB, WEB_PORTS)
-    engine.delete("cni", "front", WEB.attachment)
-    engine.add("cni", NET, WEB, WEB_PORTS)
-
-    def last_del(api: FakeApi) -> None:  # another container's DEL, between hint and register
-        api.state.runtime["endpoints"].clear()
-        api.state.runtime["networks"].clear()
-
-    api.before["register"] = last_del
-    engine.add("cni", NET, WEB, WEB_PORTS)
-    assert endpoints(api) == ["front.web.eth0"] and "cni-front" in api.state.runtime["networks"]
 
 
 def test_a_del_that_races_an_add_keeps_the_network(fake: Any) -> None:
@@ -349,3 +336,69 @@ def test_status(fake: Any) -> None:
     api.chains = broken  # type: ignore[method-assign]
     readiness = engine.status("cni", "front")
     assert not readiness.limited and "nftables cannot be used: libnftables" in readiness.problem
+
+
+# -- on nftnet's engine and the in-memory kernel ------------------------------------------
+
+@pytest.fixture
+def on_fake_kernel(tmp_path: Path) -> tuple[CniEngine, Engine]:
+    """CniEngine on nftnet's real engine, on ``Kernel.fake()``: the bridge plugin's bridge
+    and two veths on it, with hairpin off (a conflist without ``hairpinMode``)."""
+    kernel = Kernel.fake()
+    links = kernel.links
+    for key in ("net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", *BRIDGE_NF):
+        links.set_sysctl(key, "1")
+    links.ip_link_add(NET.bridge, "bridge")
+    links.ip_link_set(NET.bridge, up=True)
+    for veth in ("veth1", "veth2"):
+        links.ip_link_add(veth, "veth", peer=f"{veth}p")
+        links.ip_link_set(veth, master=NET.bridge, up=True)
+    engine = CniEngine(str(tmp_path / "state"), 1.0)
+    engine.api = Engine(tmp_path / "state", kernel)
+    return engine, engine.api
+
+
+def elements_only(batch: dict[str, Any]) -> bool:
+    ops = [op for op in batch["nftables"] if "metainfo" not in op]
+    return bool(ops) and all("element" in next(iter(op.values())) for op in ops)
+
+
+PEER = Endpoint(Attachment("peer", "eth0"), "/n", "veth2", IPv4Address("172.31.50.3"))
+
+
+def test_every_add_is_one_transaction(on_fake_kernel: Any) -> None:
+    cni, engine = on_fake_kernel
+    committed = engine.nft.committed
+    cni.add("cni", NET, WEB, WEB_PORTS)  # the network made with it
+    assert len(committed) == 1 and not elements_only(committed[0])
+    assert cni.check("cni", NET, WEB, WEB_PORTS) == []
+    cni.add("cni", NET, PEER, ())  # nothing to send: nothing sent, the generation kept
+    assert len(committed) == 1
+    again = Endpoint(Attachment("again", "eth0"), "/n", "veth2", IPv4Address("172.31.50.4"))
+    cni.add("cni", NET, again, (PortMap(8081, 80, "tcp"),))
+    assert len(committed) == 2 and elements_only(committed[1])  # not a rewrite of the table
+    report = engine.check()
+    assert report is not None and report.in_sync
+
+
+def test_a_refused_first_add_applies_nothing(on_fake_kernel: Any) -> None:
+    cni, engine = on_fake_kernel
+    engine.apply(parse_config(json.dumps({"version": 1, "networks": {"lan": {
+        "bridge": "br-lan", "subnets": ["172.31.9.0/24"]}}, "endpoints": {"srv": {
+            "network": "lan", "ipv4": "172.31.9.5", "publish": ["8080:80"]}}}), "c.json"))
+    before = (len(engine.nft.committed), engine.state_dir.load())
+    with pytest.raises(ConfigError, match=r"8080.*already published by endpoint srv"):
+        cni.add("cni", NET, WEB, WEB_PORTS)
+    assert (len(engine.nft.committed), engine.state_dir.load()) == before
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_add_puts_the_veth_as_nftnet_s_attach_would(on_fake_kernel: Any, first: bool) -> None:
+    cni, engine = on_fake_kernel
+    if not first:
+        cni.add("cni", NET, PEER, (PortMap(9000, 90, "tcp"),))
+    assert not engine.kernel.links.observe()["veth1"].hairpin
+    cni.add("cni", NET, WEB, WEB_PORTS)
+    assert engine.kernel.links.observe()["veth1"].hairpin
+    report = engine.check()
+    assert report is not None and report.in_sync

@@ -11,12 +11,12 @@ The mapping, written once here:
 - an attachment is an endpoint owned by "cni" named ``endpoint_name`` (unique per network,
   container id and interface, and read back by GC), registered on the veth the bridge plugin
   made, with ``portMappings`` as ``-p`` texts (``publish_texts``);
-- ADD creates the network when nftnet lacks it, then registers the endpoint (one
-  transaction of elements); if that fails, a network this ADD created goes again. DEL and GC
-  unregister, and the network goes with its last endpoint: nftnet then holds nothing of a
-  CNI network without containers, so its subnet is free again for a changed conflist or a
-  config file, and ``podman rm`` leaves nothing behind. An ADD that races the DEL of the
-  last container (the network vanishes between the two steps) makes it again.
+- ADD is one engine call and one transaction: the endpoint registered with its ports (map
+  elements), and where nftnet lacks the network, the network made with it (a full
+  transaction); refused, it applies nothing. DEL and GC unregister, and the network goes
+  with its last endpoint: nftnet then holds nothing of a CNI network without containers, so
+  its subnet is free again for a changed conflist or a config file, and ``podman rm`` leaves
+  nothing behind.
 
 Every change waits for nftnet's lock at most ``lock_timeout`` seconds (env
 ``NFTNET_LOCK_TIMEOUT``, default 30): runtimes run plugins in parallel, and a runtime that
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 PREFIX: Final = "cni-"  # of nftnet's name for a CNI network
 LOCK_TIMEOUT_ENV: Final = "NFTNET_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT: Final = 30.0  # seconds
-ATTEMPTS: Final = 3  # of an ADD whose network the DEL of its last container removed meanwhile
 _KEPT = re.compile(r"[A-Za-z0-9-]")  # characters ``_escape`` keeps as they are
 _ESCAPED = re.compile(r"(?:_[0-9a-f]{2})+")
 
@@ -148,20 +147,18 @@ class CniEngine:
     def add(self, owner: str, network: Network, endpoint: Endpoint,
             ports: Sequence[PortMap]) -> None:
         name, entry = network_name(network.name), network_entry(network)
-        for attempt in range(1, ATTEMPTS + 1):
-            created = self._ensure_network(owner, name, entry)
-            try:
-                self.api.register(endpoint_name(network.name, endpoint.attachment), name,
-                                  owner=owner, publish=publish_texts(ports),
-                                  ipv4=_text(endpoint.ipv4), ipv6=_text(endpoint.ipv6),
-                                  host_ifname=endpoint.host_ifname)
-                return
-            except NftnetError as e:
-                if created:
-                    self._undo_network(owner, name, e)
-                    raise
-                if attempt == ATTEMPTS or self._network(name) is not None:
-                    raise
+        try:
+            self.api.register(endpoint_name(network.name, endpoint.attachment), name,
+                              owner=owner, publish=publish_texts(ports),
+                              ipv4=_text(endpoint.ipv4), ipv6=_text(endpoint.ipv6),
+                              host_ifname=endpoint.host_ifname, network_entry=entry)
+        except ConfigError as e:
+            held = self._network(name)
+            if held is None or held.get("owner") != owner or held == {**entry, "owner": owner}:
+                raise
+            raise ConfigError([f"network {name} is held by nftnet with other settings: "
+                               + ", ".join(_differences(held, {**entry, "owner": owner}))
+                               + "; it keeps them while it has containers"]) from e
 
     def delete(self, owner: str, network: str, attachment: Attachment) -> None:
         self.api.unregister(endpoint_name(network, attachment), owner)
@@ -222,31 +219,6 @@ class CniEngine:
         """The runtime network entry ``name`` as the state holds it, or None."""
         state = self._state()
         return None if state is None else state.runtime["networks"].get(name)
-
-    def _ensure_network(self, owner: str, name: str, entry: dict[str, Any]) -> bool:
-        """Make the network unless ``owner`` holds it as ``entry`` already; whether this call
-        made it. ConfigError when it is held with other settings, naming them."""
-        held = self._network(name)
-        if held is not None and held == {**entry, "owner": owner}:
-            return False
-        try:
-            return self.api.create_network(name, entry, owner=owner).changed
-        except ConfigError as e:
-            held = self._network(name)
-            if held is None or held.get("owner") != owner:
-                raise
-            raise ConfigError([f"network {name} is held by nftnet with other settings: "
-                               + ", ".join(_differences(held, {**entry, "owner": owner}))
-                               + "; it keeps them while it has containers"]) from e
-
-    def _undo_network(self, owner: str, name: str, error: NftnetError) -> None:
-        """Remove the network an ADD made for an endpoint that ``error`` refused; NftnetError
-        naming both when it stays."""
-        try:
-            self._remove_if_unused(owner, name)
-        except NftnetError as e:
-            raise NftnetError(f"{error}; and network {name}, made for it, could not be removed "
-                              f"again: {e}") from e
 
     def _remove_if_unused(self, owner: str, name: str) -> None:
         """Remove ``owner``'s network ``name`` when no endpoint uses it. An ADD that came in
