@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,6 +80,11 @@ class Chains:
         out = self.host_run("nft", "-j", "list", "map", "inet", "nftnet", name)
         [body] = [o["map"] for o in json.loads(out)["nftables"] if "map" in o]
         return sorted(json.dumps(e) for e in body.get("elem", []))
+
+    def generation(self) -> int:
+        """The host namespace's nftables generation id: it counts the commits made there."""
+        code = "from nftnet.nft.generation import generation; print(generation())"
+        return int(self.host_run(sys.executable, "-c", code).strip().rpartition(":")[2])
 
     def host_run(self, *argv: str) -> str:
         import subprocess
@@ -174,13 +180,42 @@ def test_add_again_replaces_and_a_refused_add_changes_nothing(chains: Chains) ->
     chains.run("DEL", "peer")  # as libcni does after a failed ADD
     with pytest.raises(CniFailure):  # the first container of a new network: refused too ...
         chains.add("other", net="back", args=port_mappings((8080, 80, "tcp", "")))
-    assert "cni-back" not in chains.state_json()["network"]  # ... and the network went again
+    assert "cni-back" not in chains.state_json()["network"]  # ... and its network not made
     # nftnet-cni's ADD again for the same attachment (after a runtime's retry of the chain):
     # replaced, in one transaction
     assert chains.mine("ADD", "web", args=port_mappings((9000, 80, "tcp", ""))) == \
         chains.results["web"]
     v4 = chains.elements("pubany4-addr")
     assert [json.loads(e)[0]["concat"][1] for e in v4] == [9000]
+    assert chains.cli("check").returncode == 0
+
+
+def test_every_add_is_one_commit_and_a_refused_one_none(chains: Chains) -> None:
+    start = chains.generation()  # the bridge plugin commits nothing (ipMasq: false)
+    chains.add("web", args=WEB)  # network and endpoint together
+    assert chains.generation() == start + 1
+    chains.add("peer")  # no ports: nothing to send
+    assert chains.generation() == start + 1
+    chains.add("db", args=port_mappings((8090, 80, "tcp", "")))
+    assert chains.generation() == start + 2
+    with pytest.raises(CniFailure) as failure:  # the first ADD on back: 8080 is web's
+        chains.add("other", net="back", args=port_mappings((8080, 80, "tcp", "")))
+    assert failure.value.error is not None and failure.value.error["code"] == 7
+    assert chains.generation() == start + 2
+    assert "cni-back" not in chains.state_json()["network"]
+    assert chains.cli("check").returncode == 0
+
+
+def test_add_turns_hairpin_on_where_the_bridge_plugin_did_not(chains: Chains) -> None:
+    chain = conflist(chains.host, "side", "cni-side", ("172.31.52.0/24",), chains.state)
+    chain["plugins"][0]["hairpinMode"] = False
+    chains.nets["side"] = chain
+    for cid in ("s1", "s2"):  # the network's first ADD (a full change), then elements only
+        result = chains.add(cid, net="side")
+        [veth] = [i["name"] for i in result["interfaces"]
+                  if "sandbox" not in i and i["name"] != "cni-side"]
+        [link] = json.loads(chains.host_run("ip", "-j", "-d", "link", "show", "dev", veth))
+        assert link["linkinfo"]["info_slave_data"]["hairpin"] is True
     assert chains.cli("check").returncode == 0
 
 
