@@ -19,7 +19,6 @@ made again, its veths are put back.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import socket
 import struct
@@ -260,6 +259,8 @@ def _mac(name: str, host: bytes) -> str:
     makes it. Set at creation, it stays as ports come and go (a bridge without one takes its
     lowest port's), and a bridge deleted and made again has it back: the containers' neighbour
     entries for their gateway stay right (a changed MAC left them unable to reach it)."""
+    import hashlib  # only here: its OpenSSL load would cost every observe 2 ms
+
     digest = hashlib.sha256(b"nftnet bridge\0" + host + b"\0" + name.encode()).digest()
     return ":".join(f"{b:02x}" for b in bytes([digest[0] & 0xFC | 0x02]) + digest[1:6])
 
