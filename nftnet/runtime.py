@@ -254,7 +254,7 @@ class Runtime:
             assert isinstance(ep, Endpoint)
             plug = None
             if host_ifname is not None:
-                links = self.links.observe()
+                links = self.links.lookup((host_ifname, net.bridge))
                 _on_bridge(links, host_ifname, net.bridge, label)
                 if link_model.port_problems(host_ifname, net.bridge, links):
                     plug = (host_ifname, net.bridge)

@@ -24,6 +24,10 @@ class LinkBackend(Protocol):
     def observe(self) -> dict[str, LinkState]:
         """Every link of the namespace, by name; LinkError if they cannot be listed."""
 
+    def lookup(self, names: Iterable[str]) -> dict[str, LinkState]:
+        """The links of ``names`` that exist, by name, as ``observe`` shows them but without
+        their addresses (empty): at a cost that does not grow with the namespace's links."""
+
     def ensure_bridges(self, specs: Iterable[BridgeSpec]) -> LinkChanges:
         """Create the missing bridges of ``specs`` (up, a stable MAC, marked with MARK, with
         their MTU, which the kernel then sets to their smallest port's, 1500 without ports)
@@ -87,6 +91,11 @@ class KernelLinks:
         from nftnet.link import bridges
 
         return bridges.observe()
+
+    def lookup(self, names: Iterable[str]) -> dict[str, LinkState]:
+        from nftnet.link import bridges
+
+        return bridges.lookup(names)
 
     def ensure_bridges(self, specs: Iterable[BridgeSpec]) -> LinkChanges:
         from nftnet.link import bridges

@@ -34,7 +34,7 @@ from __future__ import annotations
 import errno
 import itertools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_address, ip_interface
 
 from nftnet.errors import LinkError
@@ -126,6 +126,10 @@ class FakeLinks:
 
     def observe(self) -> dict[str, LinkState]:
         return {name: link.state() for name, link in self.links.items()}
+
+    def lookup(self, names: Iterable[str]) -> dict[str, LinkState]:
+        return {name: replace(self.links[name].state(), addresses=frozenset())
+                for name in names if name in self.links}
 
     def ensure_bridges(self, specs: Iterable[BridgeSpec]) -> LinkChanges:
         specs = list(specs)

@@ -48,6 +48,10 @@ def call(links: LinkBackend, op: str, arg: Any) -> dict[str, Any]:
             result = links.attach_veth(veth_spec(arg))
         elif op == "detach":
             result = links.detach_veth(arg)
+        elif op == "lookup":
+            names = {s.index: n for n, s in links.observe().items()}
+            result = {n: [s.kind, s.up, s.hairpin, s.marked, names.get(s.master),
+                          sorted(s.addresses)] for n, s in links.lookup(arg).items()}
         elif op == "read":
             result = links.read_sysctl(arg)
         elif op == "write":

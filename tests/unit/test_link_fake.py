@@ -55,7 +55,7 @@ def with_bridge() -> FakeLinks:
 def test_each_implements_the_protocol(impl: type) -> None:
     methods = {n: m for n, m in vars(LinkBackend).items()
                if inspect.isfunction(m) and not n.startswith("_")}
-    assert len(methods) == 9
+    assert len(methods) == 10
     for name, method in methods.items():
         want = inspect.signature(method).parameters.values()
         got = inspect.signature(getattr(impl, name)).parameters.values()
