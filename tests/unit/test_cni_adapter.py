@@ -402,3 +402,16 @@ def test_add_puts_the_veth_as_nftnet_s_attach_would(on_fake_kernel: Any, first: 
     assert engine.kernel.links.observe()["veth1"].hairpin
     report = engine.check()
     assert report is not None and report.in_sync
+
+
+def test_a_network_held_with_other_settings_is_named_by_the_engine_too(on_fake_kernel: Any
+                                                                       ) -> None:
+    cni, engine = on_fake_kernel
+    cni.add("cni", NET, WEB, WEB_PORTS)
+    committed = len(engine.nft.committed)
+    other = Network("front", "cni-front", IPv4Network("172.31.60.0/24"),
+                    gateway4=IPv4Address("172.31.60.1"))
+    with pytest.raises(ConfigError, match="held by nftnet with other settings: gateway "):
+        cni.add("cni", other, Endpoint(Attachment("x", "eth0"), "/n", "veth2",
+                                       IPv4Address("172.31.60.3")), ())
+    assert len(engine.nft.committed) == committed
