@@ -99,10 +99,7 @@ class Runtime:
     # -- reading ---------------------------------------------------------------------------
 
     def state(self) -> State:
-        state = self.state_dir.load()
-        if state is None:
-            raise NftnetError("nothing applied yet: run nftnet apply -f FILE first")
-        return state
+        return _applied(self.state_dir.load())
 
     def entry(self, state: State, kind: str, name: str) -> tuple[dict[str, Any], bool]:
         """The raw entry and whether it was made at runtime; ConfigError if there is none."""
@@ -304,8 +301,7 @@ class Runtime:
         """Remove an endpoint ``owner`` registered, with its ports; None (no error) when there
         is none, nothing is applied, or no state directory exists: a runtime's delete must
         succeed on what is gone already. Its link stays: it is the runtime's."""
-        state = self.state_dir.load() if self.state_dir.path.exists() else None
-        if state is None or name not in state.runtime["endpoints"]:
+        if not self.state_dir.path.exists():
             return None
 
         def change(state: State) -> Step:
@@ -324,7 +320,7 @@ class Runtime:
                                     ports=PortChange(name, removed=tuple(maps)))
             return Step(_elements_tx(maps, "delete"), result, remove=made_veth(raw))
         try:
-            return self._change(name, change)  # type: ignore[no-any-return]
+            return self._change(name, change, gone_ok=True)  # type: ignore[no-any-return]
         except _Gone:
             return None
 
@@ -430,12 +426,18 @@ class Runtime:
 
     # -- the journal -----------------------------------------------------------------------
 
-    def _change(self, endpoint: str, change: Callable[[State], Step]) -> Any:
+    def _change(self, endpoint: str, change: Callable[[State], Step], gone_ok: bool = False
+                ) -> Any:
         """Apply one small change to ``endpoint`` under the lock, through the journal; heal
-        first if needed."""
+        first if needed. The state it leads to stays in memory for the next change (read
+        again only if another command wrote the files meanwhile). ``gone_ok``: _Gone, not
+        an error, when nothing is applied."""
         with self.state_dir.locked():
             self.recover()
-            return self._step(endpoint, change, self.state())
+            loaded = self.state_dir.load()
+            if loaded is None and gone_ok:
+                raise _Gone
+            return self._step(endpoint, change, _applied(loaded))
 
     def _step(self, endpoint: str, change: Callable[[State], Step], state: State) -> Any:
         """``_change`` with the lock held and the state loaded. A change that sends nothing
@@ -458,7 +460,7 @@ class Runtime:
         if step.remove is not None:  # the kernel holds the change: now or by recover
             self.links.detach_veth(step.remove)
             crash.point("links-removed")
-        self.state_dir.commit()
+        self.state_dir.commit(state)
         after = self.nft.generation()
         self.state_dir.save_generation(after if not step.tx.ops and after == before
                                        else follows(before, after))
@@ -481,6 +483,12 @@ class Runtime:
             if step.make is not None:
                 self.links.detach_veth(step.make.host_ifname)
             raise
+
+
+def _applied(state: State | None) -> State:
+    if state is None:
+        raise NftnetError("nothing applied yet: run nftnet apply -f FILE first")
+    return state
 
 
 def _spec(text: str, index: int) -> PublishSpec:

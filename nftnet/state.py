@@ -28,8 +28,15 @@ Layout of ``--state-dir`` (default /var/lib/nftnet):
   daemon.json what the daemon follows and how it stands (for ``nftnet status``), written by
               the daemon alone
   error.log   tracebacks of unexpected errors (exit 3)
+A process that makes change after change (the daemon) keeps the state it committed in memory
+(``commit(state)``): its next ``load`` reads no file while neither state.json nor changes.jsonl
+changed since (inode, size, mtime, ctime), so that a change costs the same with 10 or 10,000
+ports; whatever another command wrote is read from the files as ever.
 Writes are atomic: a temp file is fsync'ed and renamed over the old one, or a line is appended
-and fsync'ed (a torn last line was never committed and is ignored).
+and fsync'ed (a torn last line was never committed and is ignored). The pending change and the
+generation are renamed unsynced: a power loss undoes the kernel change the one completes and
+voids the other (a token of the boot); a kill keeps the page cache. A runtime change thus
+syncs twice (its line, the directory), with 10 or 10,000 ports.
 
 nftnet runs as root, so nobody else may steer it through this directory: it is refused (exit 2,
 naming the fix) unless it, and every parent nftnet makes for it, is owned by nftnet's own user
@@ -65,7 +72,8 @@ PENDING_FILE = "change.pending.json"
 NEXT_FILE = "state.next.json"
 OLD_PENDING_FILE = "state.pending.json"  # before the journal: removed with the rest
 GENERATION_FILE = "generation"
-COMPACT_AFTER = 1 << 18  # bytes of journal after which a commit writes a new snapshot
+COMPACT_AFTER = 1 << 18  # bytes of journal (at least, and at least the snapshot's size) after
+# which a commit writes a new snapshot: the snapshot's cost, spread over as many bytes of lines
 RUNTIME_SECTIONS = ("endpoints", "publish", "unpublish")  # what a runtime change touches
 NOT_IN_SNAPSHOT = frozenset({"generation", "changed_index"})  # State fields kept elsewhere
 LOCK_FILE = "lock"
@@ -146,6 +154,8 @@ class StateDir:
         self.path = Path(path)
         self.lock_timeout = lock_timeout  # seconds ``locked`` waits at most; None: no bound
         self._fd: int | None = None  # the directory, open while the lock is held
+        # the state a commit led to, and the files' identity then: the next load's, unread
+        self._kept: tuple[Any, State] | None = None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -200,13 +210,20 @@ class StateDir:
             self._unlink(_tmp(name))
 
     def load(self) -> State | None:
-        """The snapshot with the journal's changes replayed."""
-        state = self._read(STATE_FILE)
-        if state is None:
-            return None
-        for change in self._journal():
-            if change.get("snapshot") == state.snapshot:
-                replay(state, change)
+        """The snapshot with the journal's changes replayed: the state a commit kept, when the
+        files are as that commit left them (each kept state is handed out once: the caller
+        may change it)."""
+        kept, self._kept = self._kept, None
+        if kept is not None and kept[0] is not None and kept[0] == self._identity():
+            state: State | None = kept[1]
+        else:
+            state = self._read(STATE_FILE)
+            if state is None:
+                return None
+            for change in self._journal():
+                if change.get("snapshot") == state.snapshot:
+                    replay(state, change)
+        assert state is not None
         try:
             state.generation = (self._read_text(GENERATION_FILE) or "").strip() or None
         except UnsafeStateError:
@@ -230,8 +247,8 @@ class StateDir:
         """Record the generation after nftnet's own change (None: unknown, forget it)."""
         if generation is None:
             self._unlink(GENERATION_FILE)
-        else:
-            self._write(GENERATION_FILE, generation)
+        else:  # a token of this boot (nft/generation.py): moot after a power loss
+            self._write(GENERATION_FILE, generation, durable=False)
 
     def pending(self) -> tuple[State | None, State] | None:
         """A change that was begun but not completed (the process died in between): the state
@@ -297,10 +314,14 @@ class StateDir:
         """Record a runtime change (``runtime_change``) before the kernel is changed; the
         generation is forgotten until the change is committed."""
         self.save_generation(None)
-        self._write(PENDING_FILE, json.dumps(change, separators=(",", ":")))
+        # Not synced to disk: it completes a kernel change that a power loss undoes anyway
+        # (a kill, which keeps the page cache, is what it is for); ``commit`` is synced.
+        self._write(PENDING_FILE, json.dumps(change, separators=(",", ":")), durable=False)
 
-    def commit(self) -> None:
-        """The kernel holds the pending change: append it to the journal."""
+    def commit(self, state: State | None = None) -> None:
+        """The kernel holds the pending change: append it to the journal. ``state``, the
+        state the change led to (``begin``'s record of it set in memory), is kept for the
+        next ``load``, as replaying the journal would make it."""
         line = self._read_text(PENDING_FILE)
         if line is None:
             raise StateError(f"cannot commit to {self.path / JOURNAL_FILE}: "
@@ -310,9 +331,36 @@ class StateDir:
         self._unlink(PENDING_FILE)
         self._sync_dir()
         crash.point("pending-removed")
-        state = self.load() if size > COMPACT_AFTER else None
-        if state is not None:  # fold the journal into a new snapshot now and then
-            self.save(state)
+        if state is not None:  # what ``replay`` and ``begin`` make of it
+            state.ports_hash, state.generation, state.changed_index = "", None, set()
+        if size > max(COMPACT_AFTER, self._snapshot_size()):
+            state = state or self.load()  # fold the journal into a new snapshot now and then
+            if state is not None:
+                self.save(state)
+        if state is not None:
+            self._kept = (self._identity(), state)
+
+    def _identity(self) -> Any:
+        """What changes whenever anyone writes state.json or changes.jsonl: (inode, size,
+        mtime, ctime) of each; None when they cannot be read."""
+        out = []
+        with self._dir() as dir_fd:
+            if dir_fd is None:
+                return None
+            for name in (STATE_FILE, JOURNAL_FILE):
+                try:
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    out.append(None)
+                    continue
+                except OSError:
+                    return None
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        return tuple(out)
+
+    def _snapshot_size(self) -> int:
+        identity = self._identity()
+        return identity[0][1] if identity is not None and identity[0] is not None else 0
 
     def abort(self) -> None:
         """The kernel refused the change (runtime or full): forget it."""
@@ -423,9 +471,11 @@ class StateDir:
             except OSError as e:
                 raise StateError(f"cannot read {self.path / name}: {e.strerror}") from None
 
-    def _write(self, name: str, text: str) -> None:
+    def _write(self, name: str, text: str, durable: bool = True) -> None:
         """Replace a file atomically: a new temp file (any old one, or whatever has its name,
-        unlinked first) is written, fsync'ed and renamed over ``name``."""
+        unlinked first) is written, fsync'ed and renamed over ``name``. Not ``durable``:
+        neither fsync'ed nor the rename synced, for files that a power loss makes moot
+        (atomic all the same: any process reads the old or the new file, never a torn one)."""
         tmp = _tmp(name)
         with self._dir(create=True) as dir_fd:
             assert dir_fd is not None
@@ -434,11 +484,13 @@ class StateDir:
                 with open(self._open(dir_fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL),
                           "w") as f:
                     f.write(text)
-                    f.flush()
-                    os.fsync(f.fileno())
+                    if durable:
+                        f.flush()
+                        os.fsync(f.fileno())
                 crash.point(f"temp:{name}")
                 os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                os.fsync(dir_fd)
+                if durable:
+                    os.fsync(dir_fd)
             except OSError as e:
                 raise StateError(f"cannot write {self.path / name}: {e.strerror}") from None
         crash.point(f"wrote:{name}")

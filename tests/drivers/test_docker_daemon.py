@@ -157,6 +157,31 @@ def user_rules(env: DockerEnv) -> list[str] | None:
     return [json.dumps(o["rule"]["expr"]) for o in json.loads(out)["nftables"] if "rule" in o]
 
 
+def test_ports_are_programmed_before_docker_start_returns(daemon: Daemon, lan: Lan) -> None:
+    """A container's connect comes 0.2-0.6 s before its start ends: its endpoint is prepared
+    then (the network's inspect has its address; its inspect at create, surely before a
+    separate ``docker start``, the fixed ports asked); the start adds a random port; a start
+    that fails drops what its connect prepared."""
+    env = daemon.env
+    daemon.start()
+    env.docker("create", "--name", "web", "-p", "8080:80", "bb", *HTTPD)
+    env.docker("start", "web")
+    assert (4, 8080) in kernel_ports(env)  # already when `docker start` returns
+    assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
+    assert daemon.log().index("register web.bridge") < daemon.log().index(
+        "container start")  # prepared, and the start then changed nothing
+
+    env.docker("run", "-d", "--name", "rnd", "-p", "80", "bb", *HTTPD)
+    port = int((env.docker("port", "rnd", "80/tcp") or "").splitlines()[0].rsplit(":")[-1])
+    assert wait_for(lambda: lan.get(Lan.HOST4, port)) == Lan.IP4
+
+    assert env.docker("run", "-d", "--name", "bad", "-p", "8081:80", "bb", "/nonexistent",
+                      check=False) is None  # the start fails: connect, then disconnect
+    daemon.wait_log("unregister bad.bridge")
+    assert (4, 8081) not in kernel_ports(env) and held(daemon) == {"web.bridge", "rnd.bridge"}
+    daemon.check()
+
+
 def test_the_firewall_heals_itself(daemon: Daemon, lan: Lan) -> None:
     env = daemon.env
     daemon.start()

@@ -45,13 +45,14 @@ def test_from_json_strips_the_detail_and_keeps_the_actor() -> None:
 
 
 def test_docker_run_then_stop_then_rm() -> None:
-    """run -d on two networks: connects (no addresses yet) come before start; stop: die
-    before the disconnects, which then concern nothing running."""
+    """run -d on two networks: connects come before start (each prepares its endpoint from
+    the network's inspect); stop: die before the disconnects, which then concern nothing
+    running."""
     seq = [ctr("create"), net("connect", N1), net("connect", N2), ctr("start"),
            ctr("kill"), ctr("kill"), ctr("die"), net("disconnect", N1), net("disconnect", N2),
            ctr("stop"), ctr("destroy")]
     assert decide_all(seq) == [
-        (A.IGNORE, None, None), (A.IGNORE, None, None), (A.IGNORE, None, None),
+        (A.IGNORE, None, None), (A.PREPARE_ENDPOINT, C, N1), (A.PREPARE_ENDPOINT, C, N2),
         (A.RESYNC_CONTAINER, C, None), (A.IGNORE, None, None), (A.IGNORE, None, None),
         (A.DROP_CONTAINER, C, None), (A.DROP_ENDPOINT, C, N1), (A.DROP_ENDPOINT, C, N2),
         (A.IGNORE, None, None), (A.DROP_CONTAINER, C, None)]
@@ -75,7 +76,7 @@ def test_restart_kill_that_is_ignored_pause_rename() -> None:
     seq = [ctr("kill"), ctr("die"), net("disconnect"), net("connect"), ctr("start"),
            ctr("restart")]
     assert [d[0] for d in decide_all(seq, f)] == [
-        A.IGNORE, A.DROP_CONTAINER, A.DROP_ENDPOINT, A.IGNORE, A.RESYNC_CONTAINER,
+        A.IGNORE, A.DROP_CONTAINER, A.DROP_ENDPOINT, A.PREPARE_ENDPOINT, A.RESYNC_CONTAINER,
         A.RESYNC_CONTAINER]
     assert f.running == {C}
     assert Follower().decide(ctr("rename")) == Decision(A.IGNORE)
@@ -93,7 +94,7 @@ def test_networks_and_other_drivers() -> None:
 def test_reset_after_a_full_resync() -> None:
     f = Follower(running=[C])
     f.reset(["d" * 64])
-    assert f.decide(net("connect")) == Decision(A.IGNORE)
+    assert f.decide(net("connect")) == Decision(A.PREPARE_ENDPOINT, C, N1)
     assert f.decide(net("connect", container="d" * 64)).action is A.RESYNC_CONTAINER
 
 
@@ -108,7 +109,7 @@ def test_running_is_what_start_and_die_said_last(actions: list[str]) -> None:
         running = {"start": True, "die": False, "destroy": False}.get(a, running)
         assert (C in f.running) == running
         if a == "connect":
-            assert d.action is (A.RESYNC_CONTAINER if running else A.IGNORE)
+            assert d.action is (A.RESYNC_CONTAINER if running else A.PREPARE_ENDPOINT)
 
 
 # --- resynced: the merge after inspect ------------------------------------------------------

@@ -26,6 +26,7 @@ from nftnet.drivers.docker.translate import (
     endpoint_name,
     go_bool,
     network_names,
+    prepared_endpoint,
     snapshot,
     translate_container,
     translate_networks,
@@ -499,3 +500,66 @@ def test_ports_land_on_one_endpoint_docker_would_choose(case: tuple[Any, Any]) -
     assert all(ip_address(str(holder.ipv4)).version == 4 for _ in holder.ports)
     assert all(isinstance(p.host_ip, IPv4Address | IPv6Address | type(None))
                for p in holder.ports)
+
+
+# --- prepared on connect, before the start ---------------------------------------------------
+
+
+def connected(net: dict[str, Any], ipv4: str = "172.30.1.2/24", ipv6: str = "",
+              cid: str = CID) -> dict[str, Any]:
+    """The network's inspect on a container's connect (as dockerd 20.10 shows it then)."""
+    return {**net, "Containers": {cid: {"Name": "web", "EndpointID": "e" * 64,
+                                        "IPv4Address": ipv4, "IPv6Address": ipv6}}}
+
+
+def created(bindings: dict[str, Any], networks: tuple[str, ...] = ("front",)) -> dict[str, Any]:
+    """The container's inspect on create: the ports asked, no address, nothing bound yet."""
+    return {"Id": CID, "Name": "/web", "State": {"Running": False, "Pid": 0},
+            "HostConfig": {"PortBindings": bindings},
+            "NetworkSettings": {"Networks": {n: {"NetworkID": ""} for n in networks},
+                                "Ports": {}}}
+
+
+def test_prepared_on_connect_is_what_the_start_shows_for_fixed_ports() -> None:
+    """Measured: ``-p 40000:80 -p 40001-40002:81-82`` asks 40000, 40001, 40002 (ranges split);
+    ``-p 127.0.0.1:40005:80/udp``; after the start Docker bound them on 0.0.0.0 (IPv4 only)."""
+    net = one(FRONT)
+    asked = {"80/tcp": [{"HostIp": "", "HostPort": "40000"}],
+             "81/tcp": [{"HostIp": "", "HostPort": "40001"}],
+             "82/udp": [{"HostIp": "127.0.0.1", "HostPort": "40005"}]}
+    bound = {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40000"}],
+             "81/tcp": [{"HostIp": "0.0.0.0", "HostPort": "40001"}],
+             "82/udp": [{"HostIp": "127.0.0.1", "HostPort": "40005"}]}
+    early = prepared_endpoint(net, connected(FRONT), CID, created(asked))
+    started, skipped = translate_container(container({"front": attach(FRONT, "172.30.1.2")},
+                                                     bound), {NID: net})
+    assert not skipped and early == started.endpoints[0]
+
+
+def test_prepared_leaves_to_the_start_what_only_it_knows() -> None:
+    net = one(FRONT)
+    random = {"80/tcp": [{"HostIp": "", "HostPort": ""}], "81/tcp": [{"HostPort": "0"}],
+              "82/tcp": [{"HostIp": "", "HostPort": "8000-8010"}],
+              "83/tcp": [{"HostIp": "::", "HostPort": "8083"}]}  # no IPv6 address
+    ep = prepared_endpoint(net, connected(FRONT), CID, created(random))
+    assert ep is not None and ep.ipv4 == IPv4Address("172.30.1.2") and ep.ports == ()
+    two = created({"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, ("front", "back"))
+    ep = prepared_endpoint(net, connected(FRONT), CID, two)  # which network carries them?
+    assert ep is not None and ep.ports == ()
+    ep = prepared_endpoint(net, connected(FRONT), CID, None)  # create's inspect lost the race
+    assert ep is not None and ep.name == "web.front" and ep.ports == ()
+    assert prepared_endpoint(net, connected(FRONT, ipv4=""), CID, None) is None
+    assert prepared_endpoint(net, FRONT, CID, None) is None  # not listed: gone meanwhile
+    internal = one(INTERNAL)
+    ep = prepared_endpoint(internal, connected(INTERNAL, "172.30.9.2/24"), CID,
+                           created({"80/tcp": [{"HostPort": "8080"}]}, ("aaa",)))
+    assert ep is not None and ep.ports == ()
+    with pytest.raises(ValueError, match="not in the network's subnet"):
+        prepared_endpoint(net, connected(FRONT, "10.9.9.9/8"), CID, None)
+
+
+def test_prepared_ports_take_the_networks_host_binding() -> None:
+    raw = network(Options={"com.docker.network.bridge.host_binding_ipv4": "192.0.2.7"})
+    ep = prepared_endpoint(one(raw), connected(raw), CID,
+                           created({"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}))
+    assert ep is not None and [p.publish for p in ep.ports] == ["192.0.2.7:8080:80/tcp"]

@@ -124,6 +124,50 @@ def test_unregister_succeeds_where_nothing_was_ever_applied(tmp_path: Path) -> N
     assert not (tmp_path / "never").exists()
 
 
+def on_disk(state_dir: Path) -> Any:
+    """The state as a command that starts now reads it (the files, no kept state)."""
+    from dataclasses import asdict
+
+    from nftnet.state import StateDir
+
+    state = StateDir(state_dir).load()
+    assert state is not None
+    return asdict(state)
+
+
+def test_the_state_a_change_keeps_in_memory_is_the_files_state(engine: Engine) -> None:
+    """Change after change reads no file (the daemon's path), yet each next change starts
+    from exactly what the files say, and a refused change leaves nothing of it kept."""
+    from dataclasses import asdict
+
+    engine.apply(config())
+    for i in range(3):
+        engine.register(f"c{i}", "front", owner="docker", ipv4=f"172.31.1.{20 + i}",
+                        publish=[f"{8100 + i}:80"])
+    engine.unregister("c1", "docker")
+    with pytest.raises(ConfigError, match="already published"):
+        engine.register("c9", "front", owner="docker", ipv4="172.31.1.29",
+                        publish=["8110:80", "8100:80"])  # the first claimed, then refused
+    engine.publish("web", ["9090:90/udp"])
+    kept = engine.state_dir._kept
+    assert kept is not None  # the next change reads no file
+    assert asdict(kept[1]) | {"generation": None} == on_disk(engine.state_dir.path) | {
+        "generation": None}
+    assert published(engine) == {"tcp/8080", "tcp/8100", "tcp/8102", "udp/9090"}
+
+
+def test_a_kept_state_never_hides_another_commands_change(engine: Engine) -> None:
+    engine.apply(config())
+    engine.register("c1", "front", owner="docker", ipv4="172.31.1.20", publish=["8100:80"])
+    other = Engine(engine.state_dir.path, engine.kernel)  # another command, same directory
+    other.publish("web", ["9090:90/udp"])
+    engine.register("c2", "front", owner="docker", ipv4="172.31.1.21", publish=["8101:80"])
+    assert published(engine) == {"tcp/8080", "tcp/8100", "tcp/8101", "udp/9090"}
+    assert on_disk(engine.state_dir.path)["runtime"]["publish"] == {"web": ["9090:90/udp"]}
+    with pytest.raises(ConfigError, match="already published"):
+        engine.publish("c1", ["9090:90/udp"])
+
+
 def test_owned_networks_are_repeatable_for_their_owner_and_refused_to_others(
         engine: Engine) -> None:
     engine.apply(config())

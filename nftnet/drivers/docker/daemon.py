@@ -1,8 +1,10 @@
 """``nftnet daemon --docker``: dockerd drives nftnet, and the firewall heals itself.
 
-Two threads read and only queue what they read: one follows dockerd's ``/events`` (and
-reconnects, with backoff, whenever the stream ends or dockerd is down), one nftables' change
-notifications (``Engine.watch``). The main thread alone changes anything, taking the queue's
+Three threads read and only queue what they read: one follows dockerd's ``/events`` (and
+reconnects, with backoff, whenever the stream ends or dockerd is down), one inspects each
+container the moment its ``create`` event comes (to read the ports asked before the start
+takes the container's lock: a race, won most of the time, lost harmlessly), one nftables'
+change notifications (``Engine.watch``). The main thread alone changes anything, taking the queue's
 items in order; signals only set flags it reads between items (SIGTERM, SIGINT: stop, the
 firewall left as it is; SIGHUP: a full resync), so that no change is ever cut short by one.
 
@@ -11,10 +13,13 @@ firewall left as it is; SIGHUP: a full resync), so that no change is ever cut sh
   of every network and running container, translated, made true with ``Engine.sync``: one
   transaction, removing what nftnet held for Docker that Docker no longer has (containers
   removed or networks gone while the daemon was down or dockerd restarted).
-- Each event, as ``events.Follower`` decides: a container that starts (or connects) has its
-  endpoints registered (map elements only, one transaction per endpoint: the same cost with
-  10 or 10,000 ports published); one that dies, is destroyed or disconnects has them
-  unregistered; a network created or removed is a sync of the networks.
+- Each event, as ``events.Follower`` decides: a container that connects before its start has
+  its endpoint prepared from the network's inspect (its address, and the fixed ports its
+  ``create`` inspect asked), so that the ports answer when ``docker run`` returns; one that
+  starts (or connects) has its endpoints registered as its inspect shows them (what differs
+  from the prepared one only); each a transaction of map elements: the same cost with 10 or
+  10,000 ports published. One that dies, is destroyed or disconnects has them unregistered;
+  a network created or removed is a sync of the networks.
 - nftables changed by someone else in nftnet's table (a flush, a deletion, a rule added to the
   user chain by hand): after a short debounce, ``Engine.heal``, which puts back what is
   missing (the user chain as last recorded) or records the chain as it now is.
@@ -52,10 +57,12 @@ from nftnet.drivers.docker.events import (
 from nftnet.drivers.docker.translate import (
     DockerEndpoint,
     DockerNetwork,
+    Inspect,
     Skipped,
     endpoint_entry,
     endpoint_name,
     network_entry,
+    prepared_endpoint,
     snapshot,
     translate_container,
     translate_networks,
@@ -116,6 +123,8 @@ class Daemon:
         self.follower = Follower()
         self.networks: dict[str, DockerNetwork] = {}  # by Docker id
         self.held: dict[str, dict[str, DockerEndpoint]] = {}  # container id -> network id ->
+        self.created: dict[str, Inspect] = {}  # inspect at create, of containers not started
+        self.to_inspect: queue.SimpleQueue[str] = queue.SimpleQueue()  # created, by id
         self.docker: DockerEngine | None = None  # the main thread's own client
         self.signal: int | None = None
         self.resync_asked = False
@@ -138,6 +147,8 @@ class Daemon:
         self._record()
         threading.Thread(target=self._follow_nftables, name="nftables", daemon=True).start()
         threading.Thread(target=self._follow_docker, name="docker-events", daemon=True).start()
+        threading.Thread(target=self._inspect_created, name="docker-created", daemon=True
+                         ).start()
         log.info("following Docker at %s (state directory %s)", self.url,
                  self.engine.state_dir.path)
         self.heal_at = time.monotonic()  # whatever happened while no daemon ran
@@ -178,6 +189,8 @@ class Daemon:
             self._disconnected(data)
         elif kind == "event" and self.docker is not None:
             self._event(data)
+        elif kind == "created":
+            self._created(data)
         elif kind == "nft":
             self._changed(data)
         if self.heal_at is not None and time.monotonic() >= self.heal_at:
@@ -271,6 +284,8 @@ class Daemon:
                 self.queue.put(("up", version))
                 try:
                     for event in stream:
+                        if event.type == "container" and event.action == "create":
+                            self.to_inspect.put(event.actor)
                         self.queue.put(("event", event))
                     reason = "the event stream ended (dockerd stopped or restarts)"
                 except Exception as e:  # the SDK's read errors: any means the stream is gone
@@ -280,6 +295,24 @@ class Daemon:
                 self.queue.put(("down", reason))
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF[1])
+
+    def _inspect_created(self) -> None:
+        """The created-containers thread: inspect each at once and queue what it shows (after
+        the start, when the start took the container's lock first: ``_created`` drops it)."""
+        client: DockerEngine | None = None
+        while True:
+            cid = self.to_inspect.get()
+            try:
+                client = client or DockerEngine(self.url)
+                inspect = client.container(cid)
+            except EngineError as e:
+                log.debug("inspecting created container %s: %s", cid[:12], e)
+                if client is not None:
+                    client.close()
+                client = None
+                continue
+            if inspect is not None:
+                self.queue.put(("created", inspect))
 
     def _connected(self, version: dict[str, Any]) -> None:
         """The stream is open: check dockerd, then resync from its truth."""
@@ -405,9 +438,45 @@ class Daemon:
             Action.DROP_CONTAINER: lambda d: self._container(d.container or "", {}),
             Action.DROP_ENDPOINT: self._drop_endpoint,
             Action.RESYNC_NETWORKS: lambda d: self._resync_networks(),
+            Action.PREPARE_ENDPOINT: self._prepare,
         }
+        if decision.action in (Action.RESYNC_CONTAINER, Action.DROP_CONTAINER,
+                               Action.DROP_ENDPOINT):  # started, or stopped: not starting
+            self.created.pop(decision.container or "", None)
         if (handler := handlers.get(decision.action)) is not None:
             handler(decision)
+
+    def _created(self, inspect: Inspect) -> None:
+        """A created container's inspect: kept until it starts, for ``_prepare``; where its
+        connect came first, its endpoints are prepared again, with their ports."""
+        cid = str(inspect.get("Id") or "")
+        if (inspect.get("State") or {}).get("Running") or cid in self.follower.running:
+            return  # the start took the lock first: its own inspect does it all
+        self.created[cid] = inspect
+        for nid in list(self.held.get(cid, {})):
+            self._prepare(Decision(Action.PREPARE_ENDPOINT, cid, nid))
+
+    def _prepare(self, decision: Decision) -> None:
+        """A starting container connected: its endpoint from the network's inspect (nothing
+        when it shows none; the start does it then)."""
+        assert self.docker is not None and decision.container is not None
+        cid, nid = decision.container, decision.network or ""
+        net = self.networks.get(nid)
+        if net is None:
+            return
+        try:
+            inspect = self.docker.network(nid)
+            ep = None if inspect is None else prepared_endpoint(net, inspect, cid,
+                                                                self.created.get(cid))
+        except EngineError as e:
+            log.debug("preparing %s on %s: %s; its start registers it", cid[:12], net.name, e)
+            return
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            log.warning("left alone until it starts: container %s on %s: unexpected inspect "
+                        "data: %s", cid[:12], net.name, e)
+            return
+        if ep is not None and cid not in self.follower.running:
+            self._container(cid, {**self.held.get(cid, {}), nid: ep})
 
     def _resync_container(self, decision: Decision) -> None:
         assert self.docker is not None and decision.container is not None

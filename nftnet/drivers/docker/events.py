@@ -2,10 +2,14 @@
 
 Docker's order and repeats, measured with dockerd 20.10 (shared/reference/runtimes.md):
 
-- ``docker run``: container create, one network ``connect`` per network, then container
-  ``start``. Inspecting on ``connect`` blocks until the start is over, and until then the
-  container has no addresses: a connect of a container that is not running yet is ignored and
-  the ``start`` resyncs it;
+- ``docker run``: container create, one network ``connect`` per network (0.2-0.6 s before
+  ``docker run`` returns), then container ``start`` (a few ms before). Inspecting the container
+  on ``connect`` blocks until the start is over, but the network's inspect lists its address
+  already, and its inspect on ``create`` (when it comes before the start takes the
+  container's lock) the ports asked: a connect of a container that is not running yet
+  prepares its endpoint (``translate.prepared_endpoint``), so that its fixed ports answer as
+  soon as ``docker run`` returns, and the ``start`` resyncs it (changing only what differs:
+  random ports). A start that fails emits ``disconnect`` (no ``die``), which drops it;
 - ``docker stop``: kill (repeated), ``die``, one ``disconnect`` per network, stop; ``rm`` adds
   ``destroy``. After ``die`` inspect shows no addresses and ``Ports {}``, so the endpoints are
   dropped on ``die`` from what the daemon applied, never recomputed from inspect;
@@ -34,6 +38,7 @@ class Action(Enum):
     RESYNC_CONTAINER = "resync container"  # inspect it; its endpoints become ``resynced(...)``
     DROP_CONTAINER = "drop container"  # remove every endpoint the daemon applied for it
     DROP_ENDPOINT = "drop endpoint"  # remove its endpoint on one network
+    PREPARE_ENDPOINT = "prepare endpoint"  # a starting container's, from the network's inspect
     RESYNC_NETWORKS = "resync networks"  # list the networks again and apply the difference
 
 
@@ -104,7 +109,7 @@ class Follower:
             return Decision(Action.RESYNC_CONTAINER, cid, event.actor)
         if event.action == "disconnect":
             return Decision(Action.DROP_ENDPOINT, cid, event.actor)
-        return IGNORE  # connect before start: no address until the start is over
+        return Decision(Action.PREPARE_ENDPOINT, cid, event.actor)  # connect before start
 
 
 def resynced(applied: Mapping[str, DockerEndpoint], fresh: DockerContainer

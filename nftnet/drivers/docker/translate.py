@@ -323,9 +323,7 @@ def translate_container(ctr: Inspect, networks: Mapping[str, DockerNetwork]
     """A container's endpoints on ``networks`` (by Docker id), with its published ports on
     the endpoint Docker programs them on, and what of it nftnet leaves alone."""
     cid = str(ctr["Id"])
-    name = str(ctr.get("Name") or "").lstrip("/")
-    if not NAME.match(name):
-        name = short_id(cid)
+    name = container_name(ctr.get("Name"), cid)
     state = ctr.get("State") or {}
     attached = (ctr.get("NetworkSettings") or {}).get("Networks") or {}
     skipped: list[Skipped] = []
@@ -357,6 +355,47 @@ def translate_container(ctr: Inspect, networks: Mapping[str, DockerNetwork]
     return DockerContainer(cid, name, bool(state.get("Running")), int(state.get("Pid") or 0),
                            tuple(endpoints[n] for n in sorted(endpoints)),
                            tuple(sorted(pending))), skipped
+
+
+def container_name(name: object, cid: str) -> str:
+    """nftnet's name for a container: Docker's (without its ``/``), else its short id."""
+    text = str(name or "").lstrip("/")
+    return text if NAME.match(text) else short_id(cid)
+
+
+def prepared_endpoint(net: DockerNetwork, network: Inspect, cid: str,
+                      created: Inspect | None) -> DockerEndpoint | None:
+    """A starting container's endpoint on ``net`` from the network's inspect, before the
+    container's own inspect can tell (it blocks until the start is over): on ``connect``,
+    ``Containers.<id>`` has the addresses already. Its ports, where the container's inspect
+    at ``create`` (``created``) shows it on this one network: the fixed host ports of
+    ``HostConfig.PortBindings`` (``HostIp`` empty: the network's ``host_binding_ipv4``), in
+    families the endpoint has an address of; random ones and ranges are only known after the
+    start, whose inspect corrects whatever differs. None when the network does not list the
+    container (gone meanwhile) or lists no address; _Bad (a ValueError) for data out of
+    place."""
+    entry = (network.get("Containers") or {}).get(cid)
+    if not entry:
+        return None
+    v4, v6 = (_in_subnet(str(entry.get(key) or "").partition("/")[0], subnet, key)
+              for key, subnet in (("IPv4Address", net.subnet4), ("IPv6Address", net.subnet6)))
+    if v4 is None and v6 is None:
+        return None
+    name = container_name((created or {}).get("Name") or entry.get("Name"), cid)
+    ports: set[DockerPort] = set()
+    attached = list(((created or {}).get("NetworkSettings") or {}).get("Networks") or {})
+    if created is not None and attached == [net.docker_name] and not net.internal:
+        asked = (created.get("HostConfig") or {}).get("PortBindings") or {}
+        for key, bindings in asked.items():
+            port_text, _, proto = str(key).partition("/")
+            for b in bindings or []:
+                if not str(b.get("HostPort") or "").isdigit() or int(b["HostPort"]) == 0:
+                    continue  # random, or a range to pick from: known after the start
+                host = b.get("HostIp") or str(net.host_binding_ipv4)
+                ports.update(p for p in _binding(port_text, proto or "tcp", {**b, "HostIp": host})
+                             if (v4 if p.family == 4 else v6) is not None)
+    return DockerEndpoint(cid, name, net.id, net.name, endpoint_name(name, net.name, cid),
+                          v4, v6, tuple(sorted(ports, key=_port_order)))  # type: ignore[arg-type]
 
 
 def _endpoint(cid: str, name: str, net: DockerNetwork, entry: Inspect) -> DockerEndpoint:
