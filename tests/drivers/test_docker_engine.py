@@ -220,7 +220,7 @@ def test_event_sequences_through_the_decision_table(dockerd: Callable[..., Docke
     run = actions[:actions.index(("container", "start", "resync container")) + 1]
     assert [a for a in run if a[0] == "network" or a[1] in ("create", "start")] == [
         ("network", "create", "resync networks"), ("container", "create", "ignore"),
-        ("network", "connect", "ignore"), ("container", "start", "resync container")]
+        ("network", "connect", "prepare endpoint"), ("container", "start", "resync container")]
     rest = actions[len(run):]
     disconnects = [a for a in rest if a[1] == "disconnect"]
     assert disconnects[:2] == [("network", "disconnect", "resync container")] * 2  # twice
