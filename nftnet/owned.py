@@ -20,7 +20,7 @@ An endpoint on a refused network is refused too.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +33,11 @@ from nftnet.results import Refusal, SyncResult
 from nftnet.state import State, empty_runtime
 
 if TYPE_CHECKING:
+    from nftnet.link.model import LinkState
     from nftnet.runtime import Runtime
 
 Entry = dict[str, Any]
+Lookup = Callable[[Iterable[str]], "dict[str, LinkState]"]  # LinkBackend.lookup
 ENDPOINT_FIELDS = frozenset({"network", "ipv4", "ipv6", "publish", "host_ifname"})
 
 
@@ -59,7 +61,8 @@ def sync(runtime: Runtime, owner: str, networks: Mapping[str, Entry],
         state = copy.deepcopy(prev) if prev is not None else State(config={"version": 1})
         others = _others(state.runtime, owner, set(eps) | set(before[1]))
         base = effective_config(state.config, others)
-        config, held_nets, held_eps, refused = _admit(base, state.config, others, nets, eps)
+        config, held_nets, held_eps, refused = _admit(base, state.config, others, nets, eps,
+                                                      runtime.links.lookup)
         after = {"networks": {**others["networks"], **{n: nets[n] for n in held_nets}},
                  "endpoints": {**others["endpoints"], **{n: eps[n] for n in held_eps}},
                  "publish": others["publish"], "unpublish": others["unpublish"]}
@@ -101,9 +104,11 @@ def _others(runtime: Mapping[str, Any], owner: str, names: set[str]) -> dict[str
 
 
 def _admit(base: Config, declared: Entry, others: Mapping[str, Any], nets: Mapping[str, Entry],
-           eps: Mapping[str, Entry]) -> tuple[Config, set[str], set[str], list[Refusal]]:
+           eps: Mapping[str, Entry], lookup: Lookup
+           ) -> tuple[Config, set[str], set[str], list[Refusal]]:
     """The effective config with the owner's entries that can be held added to ``base``
-    (everyone else's), their names, and the refusals of the others."""
+    (everyone else's), their names, and the refusals of the others. ``lookup`` finds the
+    links endpoints name as their ``host_ifname``."""
     from nftnet.config.load import load_entry
 
     refused: list[Refusal] = []
@@ -118,7 +123,7 @@ def _admit(base: Config, declared: Entry, others: Mapping[str, Any], nets: Mappi
     endpoints: dict[str, Endpoint] = {}
     for name, entry in eps.items():
         why = _taken("endpoints", name, declared, others) or _endpoint_problem(
-            name, entry, {**base.networks, **networks}, nets)
+            name, entry, {**base.networks, **networks}, nets, lookup)
         ep = None if why else _load(load_entry, "endpoints", name, entry)
         if isinstance(ep, Endpoint):
             endpoints[name] = ep
@@ -164,7 +169,7 @@ def _taken(kind: str, name: str, declared: Entry, others: Mapping[str, Any]) -> 
 
 
 def _endpoint_problem(name: str, entry: Entry, networks: Mapping[str, Network],
-                      asked: Mapping[str, Entry]) -> str | None:
+                      asked: Mapping[str, Entry], lookup: Lookup) -> str | None:
     """What is wrong with an endpoint entry beyond the schema: a network nftnet does not
     hold (or refused), a host interface that is not on the network's bridge."""
     from nftnet.runtime import _on_bridge
@@ -176,8 +181,9 @@ def _endpoint_problem(name: str, entry: Entry, networks: Mapping[str, Network],
     if entry.get("ipv4") is None and entry.get("ipv6") is None:
         return f"endpoint {name}: an endpoint needs ipv4, ipv6 or both"
     if entry.get("host_ifname"):
+        bridge = networks[network].bridge
         try:
-            _on_bridge(entry["host_ifname"], networks[network].bridge,
+            _on_bridge(lookup((entry["host_ifname"], bridge)), entry["host_ifname"], bridge,
                        lambda path: f"endpoint {name}: host interface")
         except ConfigError as e:
             return str(e)

@@ -246,3 +246,17 @@ def test_a_bridge_with_ipv6_switched_off_by_hand_is_mended(engine: Engine) -> No
     assert "fd00:1::1/64" in engine.kernel.links.observe()["br-front"].addresses
     report = engine.check()
     assert report is not None and report.in_sync
+
+
+def test_a_driver_sync_checks_host_interfaces_on_the_bridge(engine: Engine) -> None:
+    engine.apply(config())
+    veth_on(engine, "vethd1", "br-front")
+    engine.kernel.links.ip_link_add("stray", "veth", peer="strayp")
+    result = engine.sync("docker", {}, {
+        "d1": {"network": "front", "ipv4": "172.31.1.30", "host_ifname": "vethd1"},
+        "d2": {"network": "front", "ipv4": "172.31.1.31", "host_ifname": "stray"},
+        "d3": {"network": "front", "ipv4": "172.31.1.32", "host_ifname": "gone"}})
+    assert result.endpoints_added == ("d1",)
+    assert {(r.name, r.reason.split(": ", 1)[1]) for r in result.refused} == {
+        ("d2", "host interface: stray is not on bridge br-front"),
+        ("d3", "host interface: no interface gone")}
