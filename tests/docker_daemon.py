@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from nftnet.state import StateDir
 from tests.docker_env import BUSYBOX, CGI, DockerEnv
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,12 @@ class Daemon:
             raise AssertionError(f"nftnet {' '.join(args)} exited {proc.returncode}:\n"
                                  f"{proc.stdout}{proc.stderr}\ndaemon log:\n{self.log()}")
         return proc
+
+    def held(self, kind: str = "endpoints") -> set[str]:
+        """Names of the entries nftnet holds for Docker, as the state records them."""
+        state = StateDir(self.state).load()
+        assert state is not None
+        return {n for n, e in state.runtime[kind].items() if e.get("owner") == "docker"}
 
     def check(self) -> None:
         """`nftnet check` in sync, on a real comparison (the last change may not have been

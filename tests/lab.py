@@ -316,6 +316,14 @@ class Lab:
         self._add_netns(ns)
         return ns
 
+    def attach(self, name: str, pid: int) -> str:
+        """A name for the network namespace of process ``pid`` (a container a runtime made), for
+        probes and servers; the name goes with the Lab, the namespace with its maker."""
+        ns = f"{self.prefix}-c-{_slug(name)}"
+        self.namespaces.append(ns)
+        _exec(["ip", "netns", "attach", ns, str(pid)], check=True, input=None, timeout=10)
+        return ns
+
     def _add_netns(self, ns: str) -> None:
         """Create ns (registered for cleanup before anything can fail) with lo up and no DAD.
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from nftnet.state import StateDir
 from tests.docker_daemon import Daemon, Lan, address, get, in_container, wait_for
 from tests.docker_env import HTTPD, DockerEnv
 from tests.nftnet_run import published_ports
@@ -44,13 +43,6 @@ def lan(daemon: Daemon) -> Iterator[Lan]:
 def kernel_ports(env: DockerEnv) -> set[tuple[int, int]]:
     """(family, host port) of every port nftnet's maps publish."""
     return published_ports(env.ns_run("nft", "-j", "list", "table", "inet", "nftnet"))
-
-
-def held(daemon: Daemon, kind: str = "endpoints") -> set[str]:
-    """Names of the entries nftnet holds for Docker, as the state records them."""
-    state = StateDir(daemon.state).load()
-    assert state is not None
-    return {n for n, e in state.runtime[kind].items() if e.get("owner") == "docker"}
 
 
 def test_docker_drives_the_firewall_with_dockers_meaning(daemon: Daemon, lan: Lan) -> None:
@@ -93,18 +85,18 @@ def test_docker_drives_the_firewall_with_dockers_meaning(daemon: Daemon, lan: La
     assert get(in_container(env, "q1"), s1) is None  # no crossing networks
     assert get(in_container(env, "s1"), Lan.IP4) == s1  # no masquerade on six
     assert get(in_container(env, "q1"), Lan.HOST4, 8080) is not None  # a published port is public
-    assert held(daemon, "networks") == {"bridge", "quiet", "back", "six"}
+    assert daemon.held("networks") == {"bridge", "quiet", "back", "six"}
     daemon.check()
 
     env.docker("stop", "-t", "1", "web")
     env.docker("rm", "web")
     wait_for(lambda: (4, 8080) not in kernel_ports(env))
     assert lan.get(Lan.HOST4, 8080) is None
-    assert held(daemon) == {"peer.bridge", "q1.quiet", "q2.quiet", "b1.back", "s1.six"}
+    assert daemon.held() == {"peer.bridge", "q1.quiet", "q2.quiet", "b1.back", "s1.six"}
     daemon.check()
     env.docker("rm", "-f", "b1")
     env.docker("network", "rm", "back")
-    wait_for(lambda: "back" not in held(daemon, "networks"))
+    wait_for(lambda: "back" not in daemon.held("networks"))
     daemon.check()
 
     teardown = daemon.nftnet("teardown", "--yes", check=False)
@@ -134,7 +126,7 @@ def test_dockerd_restarts_and_a_killed_daemon_converge(daemon: Daemon, lan: Lan)
     daemon.wait_log("resync:", 3)
     assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
     wait_for(lambda: (4, 8082) not in kernel_ports(env))
-    assert held(daemon) == {"web.bridge"}
+    assert daemon.held() == {"web.bridge"}
     daemon.check()
 
     daemon.kill()  # kill -9, then changes it does not see
@@ -144,7 +136,7 @@ def test_dockerd_restarts_and_a_killed_daemon_converge(daemon: Daemon, lan: Lan)
     daemon.start()
     assert wait_for(lambda: lan.get(Lan.HOST4, 8083)) == Lan.IP4
     assert kernel_ports(env) == {(4, 8083)}  # no stale port left open
-    assert held(daemon) == {"new.bridge"}
+    assert daemon.held() == {"new.bridge"}
     daemon.check()
     daemon.nftnet("status")
 
@@ -178,7 +170,7 @@ def test_ports_are_programmed_before_docker_start_returns(daemon: Daemon, lan: L
     assert env.docker("run", "-d", "--name", "bad", "-p", "8081:80", "bb", "/nonexistent",
                       check=False) is None  # the start fails: connect, then disconnect
     daemon.wait_log("unregister bad.bridge")
-    assert (4, 8081) not in kernel_ports(env) and held(daemon) == {"web.bridge", "rnd.bridge"}
+    assert (4, 8081) not in kernel_ports(env) and daemon.held() == {"web.bridge", "rnd.bridge"}
     daemon.check()
 
 
