@@ -9,7 +9,7 @@ namespace: the Lab's LAN, servers and probes (source addresses checked) are the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -68,7 +68,8 @@ def run(env: DockerEnv, lab_: Lab, name: str, *args: str) -> str:
     return lab_.attach(name, int(pid))
 
 
-def docker_container(env: DockerEnv) -> object:
+def docker_container(env: DockerEnv) -> Callable[[Lab, str], str]:
+    """``populate``'s container maker: the table's container run by ``env``."""
     def make(lab_: Lab, name: str) -> str:
         net, _, published, _ = CONTAINERS[name]
         ports = [arg for p in published for arg in ("-p", p)]
@@ -88,7 +89,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Dae
             daemon.start()
             for name in NETWORKS:
                 env.docker(*network_args(name))
-            w = populate(built, docker_container(env))  # type: ignore[arg-type]
+            w = populate(built, docker_container(env))
             w.ns[DEFAULT] = run(env, built, DEFAULT, "-p", "8088:80")
             built.serve(w.ns[DEFAULT], 80)
             daemon.nftnet("user", "add", *USER_RULES[0].split())

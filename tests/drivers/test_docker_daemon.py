@@ -224,3 +224,49 @@ def test_a_dockerd_that_writes_its_own_rules_is_refused(dockerd: Callable[..., D
     log = refused.log()
     assert "dockerd writes its own firewall rules" in log and "fix:" in log
     assert "nftnet" not in env.ns_run("nft", "list", "tables")  # nothing changed
+
+
+def test_network_connect_and_disconnect_of_a_running_container(daemon: Daemon, lan: Lan
+                                                               ) -> None:
+    """``docker network connect``: the container reaches the new network's peers and they it;
+    ``disconnect``: no longer; its published port stays while a network publishes it (Docker
+    moves it to the gateway endpoint) and goes with the last one that can (internal)."""
+    env = daemon.env
+    daemon.start()
+    env.docker("network", "create", "--ipv6", "--subnet", "172.30.5.0/24", "--subnet",
+               "fd00:30:5::/64", "front")
+    env.docker("network", "create", "--subnet", "172.30.6.0/24", "back")
+    env.docker("network", "create", "--internal", "--subnet", "172.30.7.0/24", "vault")
+    env.docker("run", "-d", "--name", "web", "--network", "front", "-p", "8080:80", "bb", *HTTPD)
+    for name, network in (("peer", "back"), ("vpeer", "vault")):
+        env.docker("run", "-d", "--name", name, "--network", network, "bb", *HTTPD)
+    web, peer = in_container(env, "web"), in_container(env, "peer")
+    peer_addr, vpeer_addr = address(env, "peer", "back"), address(env, "vpeer", "vault")
+    assert wait_for(lambda: lan.get(Lan.HOST6, 8080)) == Lan.IP6
+    assert get(web, peer_addr) is None  # not on back yet
+    daemon.check()
+
+    env.docker("network", "connect", "back", "web")
+    web_back = address(env, "web", "back")
+    assert wait_for(lambda: get(web, peer_addr)) == web_back
+    assert get(peer, web_back) == peer_addr
+    assert lan.get(Lan.HOST4, 8080) == Lan.IP4 and lan.get(Lan.HOST6, 8080) == Lan.IP6
+    wait_for(lambda: daemon.held() == {"web.front", "web.back", "peer.back", "vpeer.vault"})
+    daemon.check()
+
+    env.docker("network", "disconnect", "back", "web")
+    wait_for(lambda: "web.back" not in daemon.held())
+    assert get(web, peer_addr) is None and get(peer, web_back) is None
+    assert lan.get(Lan.HOST4, 8080) == Lan.IP4
+    daemon.check()
+
+    env.docker("network", "connect", "vault", "web")
+    assert wait_for(lambda: get(web, vpeer_addr)) == address(env, "web", "vault")
+    env.docker("network", "disconnect", "front", "web")  # left on an internal network only
+    wait_for(lambda: not {(4, 8080), (6, 8080)} & kernel_ports(env))
+    assert lan.get(Lan.HOST4, 8080) is None and lan.get(Lan.HOST6, 8080) is None
+    assert get(web, vpeer_addr) == address(env, "web", "vault")
+    lan.serve()
+    assert get(web, Lan.IP4) is None  # internal: nothing out
+    assert daemon.held() == {"web.vault", "peer.back", "vpeer.vault"}
+    daemon.check()
