@@ -38,7 +38,7 @@ pytestmark = pytest.mark.e2e
 
 SLEEP = ("sleep", "1000000")  # the probe servers run beside it, in its network namespace
 DEFAULT = "dflt"  # a container on Docker's default bridge (IPv4 only: 172.17.0.0/16)
-ROWS = [
+DOCKER_ROWS = [
     Row("default bridge: published port from LAN", "lan", "host", 8088, LAN, LAN,
         families=(4,)),
     Row("default bridge: container to LAN, masqueraded", DEFAULT, "lan", 7000, HOST, HOST,
@@ -100,7 +100,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, Dae
             daemon.kill()
 
 
-@pytest.mark.parametrize(("row", "v"), cases("nftnet") + cases("nftnet", ROWS))
+@pytest.mark.parametrize(("row", "v"), cases("nftnet") + cases("nftnet", DOCKER_ROWS))
 def test_row(world: tuple[World, Daemon], row: Row, v: int) -> None:
     check(world[0], row, v, "nftnet")
 
