@@ -43,7 +43,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from nftnet import coexist
 from nftnet.drivers.docker import preflight
 from nftnet.drivers.docker.engine import Engine as DockerEngine
 from nftnet.drivers.docker.engine import EngineError, engine_url
@@ -375,7 +374,7 @@ class Daemon:
         in iptables when switched off, above all) drops what nftnet lets through: said at each
         resync with the one rule that fixes it, as ``nftnet check`` says it."""
         try:
-            drops = coexist.foreign_drops(self.engine.nft)
+            drops = self.engine.foreign_drops()
         except NftnetError as e:
             log.debug("listing other firewalls' chains: %s", e)
             return
