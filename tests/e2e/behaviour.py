@@ -3,9 +3,10 @@ with the result expected in Docker 20.10's column and in nftnet's.
 
 shared/reference/docker-20.10/README.md measured Docker with real traffic. test_behaviour.py
 checks nftnet's column against nftnet; test_export_traffic.py checks Docker's column against
-nftnet's iptables export loaded with iptables-restore. A container on each of five networks
-(plain, icc=false, no masquerade, internal) and a LAN machine send real connections; the
-servers report the source address that arrived.
+nftnet's iptables export loaded with iptables-restore; tests/drivers/test_docker_behaviour.py
+checks nftnet's column through containers that a real dockerd made. A container on each of five
+networks (plain, icc=false, no masquerade, internal) and a LAN machine send real connections;
+the servers report the source address that arrived.
 """
 
 from __future__ import annotations
