@@ -1,13 +1,13 @@
 """The behaviour table (tests/e2e/behaviour.py, nftnet's column) row by row, IPv4 and IPv6,
-through containers that a real dockerd made (``--iptables=false --ip6tables=false --userland-
-proxy=false``) and ``nftnet daemon --docker`` firewalled: the table's five networks as Docker
-networks (its bridge names, subnets, icc=false, no masquerade, internal, all with IPv6), its
-containers run with its addresses and ``-p`` bindings (tcp, udp, a range, one on 127.0.0.1, one
-on the host's IPv6 address), the user chain's rule added with ``nftnet user add``, and a
-container on Docker's default bridge. The dockerd runs in the Lab's host namespace: the Lab's
-LAN, servers and probes (source addresses checked) are the table's. Docker's own column and its
-skips (rows its rules leave to the userland proxy or to route_localnet) do not apply: nftnet
-does those rows itself."""
+through containers that a real dockerd made (``--iptables=false --ip6tables=false
+--userland-proxy=false``) and ``nftnet daemon --docker`` firewalled: the table's five networks
+as Docker networks (its bridge names, subnets, icc=false, no masquerade, internal, all with
+IPv6), its containers run with its addresses and ``-p`` bindings (tcp, udp, a range, one on
+127.0.0.1, one on the host's IPv6 address), the user chain's rule added with ``nftnet user
+add``, and a container on Docker's default bridge. The dockerd runs in the Lab's host
+namespace: the Lab's LAN, servers and probes (source addresses checked) are the table's.
+Docker's own column and its skips (rows its rules leave to the userland proxy or to
+route_localnet) do not apply: nftnet does those rows itself."""
 
 from __future__ import annotations
 
