@@ -28,6 +28,7 @@ Json = dict[str, Any]  # a libnftables JSON object (nft.objects.Json)
 if TYPE_CHECKING:
     from nftnet.apply import Applier
     from nftnet.check import Finding, Report
+    from nftnet.coexist import ForeignDrop
     from nftnet.config.model import Config
     from nftnet.nft.backend import NftBackend, Rules
     from nftnet.nft.monitor import Monitor
@@ -261,6 +262,13 @@ class Engine:
         """Every chain of every table, as libnftables lists them (drivers look for other
         firewalls' chains here: Docker's own, say)."""
         return self.nft.list("chains") or []
+
+    def foreign_drops(self) -> list[ForeignDrop]:
+        """Other firewalls' forward chains with policy drop, which drop what nftnet lets
+        through (Docker's leftover FORWARD DROP, say), each with the rule that fixes it."""
+        from nftnet.coexist import foreign_drops
+
+        return foreign_drops(self.nft)
 
     # -- a driver's daemon (nftnet daemon) -------------------------------------------------
 

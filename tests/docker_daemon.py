@@ -16,10 +16,11 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
+from nftnet.state import StateDir
 from tests.docker_env import BUSYBOX, CGI, DockerEnv
+from tests.throwaway import Throwaway
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -64,7 +65,7 @@ def get(enter: list[str], host: str, port: int = 80, timeout: float = 1.0) -> st
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-class Lan:
+class Lan(Throwaway):
     """A LAN namespace on a veth pair with dockerd's namespace (the Docker host): the host is
     192.168.77.1 / fd77::1, the LAN client 192.168.77.2 / fd77::2, its default routes via the
     host. ``serve`` runs busybox httpd there, printing the address a request came from."""
@@ -79,30 +80,21 @@ class Lan:
         self.www = Path(tempfile.mkdtemp(prefix="nftnet-lan-"))
         self.httpd: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Lan:
-        try:
-            subprocess.run(["ip", "netns", "add", self.ns], check=True, capture_output=True)
-            self.run("ip", "link", "set", "lo", "up")
-            self.run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
-                     "net.ipv6.conf.default.accept_dad=0")
-            self.env.ns_run("ip", "link", "add", self.link, "type", "veth", "peer", "name",
-                            "eth0", "netns", self.ns)
-            for addr in (f"{self.HOST4}/24", f"{self.HOST6}/64"):
-                self.env.ns_run("ip", "addr", "add", addr, "dev", self.link, "nodad")
-            self.env.ns_run("ip", "link", "set", self.link, "up")
-            for addr in (f"{self.IP4}/24", f"{self.IP6}/64"):
-                self.run("ip", "addr", "add", addr, "dev", "eth0", "nodad")
-            self.run("ip", "link", "set", "eth0", "up")
-            self.run("ip", "route", "add", "default", "via", self.HOST4)
-            self.run("ip", "-6", "route", "add", "default", "via", self.HOST6)
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+    def _setup(self) -> None:
+        subprocess.run(["ip", "netns", "add", self.ns], check=True, capture_output=True)
+        self.run("ip", "link", "set", "lo", "up")
+        self.run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
+                 "net.ipv6.conf.default.accept_dad=0")
+        self.env.ns_run("ip", "link", "add", self.link, "type", "veth", "peer", "name",
+                        "eth0", "netns", self.ns)
+        for addr in (f"{self.HOST4}/24", f"{self.HOST6}/64"):
+            self.env.ns_run("ip", "addr", "add", addr, "dev", self.link, "nodad")
+        self.env.ns_run("ip", "link", "set", self.link, "up")
+        for addr in (f"{self.IP4}/24", f"{self.IP6}/64"):
+            self.run("ip", "addr", "add", addr, "dev", "eth0", "nodad")
+        self.run("ip", "link", "set", "eth0", "up")
+        self.run("ip", "route", "add", "default", "via", self.HOST4)
+        self.run("ip", "-6", "route", "add", "default", "via", self.HOST6)
 
     def close(self) -> None:
         if self.httpd is not None:
@@ -198,6 +190,12 @@ class Daemon:
             raise AssertionError(f"nftnet {' '.join(args)} exited {proc.returncode}:\n"
                                  f"{proc.stdout}{proc.stderr}\ndaemon log:\n{self.log()}")
         return proc
+
+    def held(self, kind: str = "endpoints") -> set[str]:
+        """Names of the entries nftnet holds for Docker, as the state records them."""
+        state = StateDir(self.state).load()
+        assert state is not None
+        return {n for n, e in state.runtime[kind].items() if e.get("owner") == "docker"}
 
     def check(self) -> None:
         """`nftnet check` in sync, on a real comparison (the last change may not have been

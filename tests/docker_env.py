@@ -31,8 +31,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from tests.throwaway import Throwaway
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"  # /usr/local/bin/docker may be a newer client
@@ -67,13 +68,15 @@ def unavailable_reason() -> str | None:
     return None
 
 
-class DockerEnv:
+class DockerEnv(Throwaway):
     """One dockerd in its own namespace; a context manager that always cleans up."""
 
-    def __init__(self, flags: Sequence[str] = FLAGS, config: dict[str, Any] | None = None
-                 ) -> None:
+    def __init__(self, flags: Sequence[str] = FLAGS, config: dict[str, Any] | None = None,
+                 ns: str | None = None) -> None:
+        """``ns``: a namespace to run in that the caller made and removes (a Lab's host, whose
+        LAN and probes then reach dockerd's containers); else one of its own."""
         tag = secrets.token_hex(4)
-        self.ns = f"nd{tag}"
+        self.ns, self.own_ns = ns or f"nd{tag}", ns is None
         self.cgroup = f"nftnet-test-{tag}"
         self.flags, self.config = tuple(flags), config or {}
         self.root = Path(tempfile.mkdtemp(prefix="nftnet-docker-"))
@@ -84,26 +87,18 @@ class DockerEnv:
 
     # --- life cycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> DockerEnv:
-        try:
-            _register()
-            self._registered = True
+    def _setup(self) -> None:
+        _register()
+        self._registered = True
+        if self.own_ns:
             subprocess.run(["ip", "netns", "add", self.ns], check=True, capture_output=True)
             self.ns_run("ip", "link", "set", "lo", "up")
             # no duplicate address detection: a tentative gateway makes the kernel pick a
             # link-local source address, and the source seen is what tests assert
             self.ns_run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
                         "net.ipv6.conf.default.accept_dad=0")
-            self.start()
-            self.make_image()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+        self.start()
+        self.make_image()
 
     def start(self, flags: Sequence[str] | None = None) -> None:
         """Start dockerd (again, after ``stop_daemon``) and wait until its API answers."""
@@ -215,7 +210,7 @@ class DockerEnv:
                     d.rmdir()
 
     def _remove_namespace(self) -> None:
-        if Path(f"/run/netns/{self.ns}").exists():
+        if self.own_ns and Path(f"/run/netns/{self.ns}").exists():
             subprocess.run(["ip", "netns", "del", self.ns], check=True, capture_output=True)
 
     # --- using it --------------------------------------------------------------------------

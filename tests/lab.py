@@ -30,10 +30,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, TypeVar
 
 import pytest
+
+from tests.throwaway import Throwaway
 
 PROBE = Path(__file__).resolve().with_name("probe.py")
 PREFIX_ROOT = "nt"  # every Lab namespace starts with this, then 5 random chars
@@ -188,7 +189,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-class Lab:
+class Lab(Throwaway):
     """Network namespaces for one test; use as a context manager."""
 
     HOST_IP4 = "192.168.77.1"
@@ -215,22 +216,6 @@ class Lab:
                 return prefix
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    def __enter__(self) -> Lab:
-        try:
-            self._setup()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _setup(self) -> None:
         """Host and LAN namespaces joined by a veth pair, both named eth0."""
@@ -314,6 +299,14 @@ class Lab:
         """A bare namespace (lo up, nothing else) for a container that nftnet attaches."""
         ns = f"{self.prefix}-c-{_slug(name)}"
         self._add_netns(ns)
+        return ns
+
+    def attach(self, name: str, pid: int) -> str:
+        """A name for the network namespace of process ``pid`` (a container a runtime made), for
+        probes and servers; the name goes with the Lab, the namespace with its maker."""
+        ns = f"{self.prefix}-c-{_slug(name)}"
+        self.namespaces.append(ns)
+        _exec(["ip", "netns", "attach", ns, str(pid)], check=True, input=None, timeout=10)
         return ns
 
     def _add_netns(self, ns: str) -> None:

@@ -32,8 +32,9 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from tests.throwaway import Throwaway
 
 PODMAN = "/usr/bin/podman"
 BUSYBOX = "/bin/busybox"
@@ -61,7 +62,7 @@ def unavailable_reason() -> str | None:
     return None
 
 
-class Podman:
+class Podman(Throwaway):
     """Podman in network namespace ``netns`` with the conflists of ``networks`` (name ->
     conflist) and the plugins of ``plugin_dir``; a context manager that always cleans up."""
 
@@ -73,18 +74,6 @@ class Podman:
         self.root = Path(tempfile.mkdtemp(prefix="nftnet-podman-"))
         self.plugin_dir, self.networks = plugin_dir, dict(networks)
         self.sleeper: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> Podman:
-        try:
-            self._setup()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def _setup(self) -> None:
         import json

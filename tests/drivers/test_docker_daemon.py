@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from nftnet.state import StateDir
 from tests.docker_daemon import Daemon, Lan, address, get, in_container, wait_for
 from tests.docker_env import HTTPD, DockerEnv
 from tests.nftnet_run import published_ports
@@ -44,13 +43,6 @@ def lan(daemon: Daemon) -> Iterator[Lan]:
 def kernel_ports(env: DockerEnv) -> set[tuple[int, int]]:
     """(family, host port) of every port nftnet's maps publish."""
     return published_ports(env.ns_run("nft", "-j", "list", "table", "inet", "nftnet"))
-
-
-def held(daemon: Daemon, kind: str = "endpoints") -> set[str]:
-    """Names of the entries nftnet holds for Docker, as the state records them."""
-    state = StateDir(daemon.state).load()
-    assert state is not None
-    return {n for n, e in state.runtime[kind].items() if e.get("owner") == "docker"}
 
 
 def test_docker_drives_the_firewall_with_dockers_meaning(daemon: Daemon, lan: Lan) -> None:
@@ -93,18 +85,18 @@ def test_docker_drives_the_firewall_with_dockers_meaning(daemon: Daemon, lan: La
     assert get(in_container(env, "q1"), s1) is None  # no crossing networks
     assert get(in_container(env, "s1"), Lan.IP4) == s1  # no masquerade on six
     assert get(in_container(env, "q1"), Lan.HOST4, 8080) is not None  # a published port is public
-    assert held(daemon, "networks") == {"bridge", "quiet", "back", "six"}
+    assert daemon.held("networks") == {"bridge", "quiet", "back", "six"}
     daemon.check()
 
     env.docker("stop", "-t", "1", "web")
     env.docker("rm", "web")
     wait_for(lambda: (4, 8080) not in kernel_ports(env))
     assert lan.get(Lan.HOST4, 8080) is None
-    assert held(daemon) == {"peer.bridge", "q1.quiet", "q2.quiet", "b1.back", "s1.six"}
+    assert daemon.held() == {"peer.bridge", "q1.quiet", "q2.quiet", "b1.back", "s1.six"}
     daemon.check()
     env.docker("rm", "-f", "b1")
     env.docker("network", "rm", "back")
-    wait_for(lambda: "back" not in held(daemon, "networks"))
+    wait_for(lambda: "back" not in daemon.held("networks"))
     daemon.check()
 
     teardown = daemon.nftnet("teardown", "--yes", check=False)
@@ -134,7 +126,7 @@ def test_dockerd_restarts_and_a_killed_daemon_converge(daemon: Daemon, lan: Lan)
     daemon.wait_log("resync:", 3)
     assert wait_for(lambda: lan.get(Lan.HOST4, 8080)) == Lan.IP4
     wait_for(lambda: (4, 8082) not in kernel_ports(env))
-    assert held(daemon) == {"web.bridge"}
+    assert daemon.held() == {"web.bridge"}
     daemon.check()
 
     daemon.kill()  # kill -9, then changes it does not see
@@ -144,7 +136,7 @@ def test_dockerd_restarts_and_a_killed_daemon_converge(daemon: Daemon, lan: Lan)
     daemon.start()
     assert wait_for(lambda: lan.get(Lan.HOST4, 8083)) == Lan.IP4
     assert kernel_ports(env) == {(4, 8083)}  # no stale port left open
-    assert held(daemon) == {"new.bridge"}
+    assert daemon.held() == {"new.bridge"}
     daemon.check()
     daemon.nftnet("status")
 
@@ -178,7 +170,7 @@ def test_ports_are_programmed_before_docker_start_returns(daemon: Daemon, lan: L
     assert env.docker("run", "-d", "--name", "bad", "-p", "8081:80", "bb", "/nonexistent",
                       check=False) is None  # the start fails: connect, then disconnect
     daemon.wait_log("unregister bad.bridge")
-    assert (4, 8081) not in kernel_ports(env) and held(daemon) == {"web.bridge", "rnd.bridge"}
+    assert (4, 8081) not in kernel_ports(env) and daemon.held() == {"web.bridge", "rnd.bridge"}
     daemon.check()
 
 
@@ -232,3 +224,49 @@ def test_a_dockerd_that_writes_its_own_rules_is_refused(dockerd: Callable[..., D
     log = refused.log()
     assert "dockerd writes its own firewall rules" in log and "fix:" in log
     assert "nftnet" not in env.ns_run("nft", "list", "tables")  # nothing changed
+
+
+def test_network_connect_and_disconnect_of_a_running_container(daemon: Daemon, lan: Lan
+                                                               ) -> None:
+    """``docker network connect``: the container reaches the new network's peers and they it;
+    ``disconnect``: no longer; its published port stays while a network publishes it (Docker
+    moves it to the gateway endpoint) and goes with the last one that can (internal)."""
+    env = daemon.env
+    daemon.start()
+    env.docker("network", "create", "--ipv6", "--subnet", "172.30.5.0/24", "--subnet",
+               "fd00:30:5::/64", "front")
+    env.docker("network", "create", "--subnet", "172.30.6.0/24", "back")
+    env.docker("network", "create", "--internal", "--subnet", "172.30.7.0/24", "vault")
+    env.docker("run", "-d", "--name", "web", "--network", "front", "-p", "8080:80", "bb", *HTTPD)
+    for name, network in (("peer", "back"), ("vpeer", "vault")):
+        env.docker("run", "-d", "--name", name, "--network", network, "bb", *HTTPD)
+    web, peer = in_container(env, "web"), in_container(env, "peer")
+    peer_addr, vpeer_addr = address(env, "peer", "back"), address(env, "vpeer", "vault")
+    assert wait_for(lambda: lan.get(Lan.HOST6, 8080)) == Lan.IP6
+    assert get(web, peer_addr) is None  # not on back yet
+    daemon.check()
+
+    env.docker("network", "connect", "back", "web")
+    web_back = address(env, "web", "back")
+    assert wait_for(lambda: get(web, peer_addr)) == web_back
+    assert get(peer, web_back) == peer_addr
+    assert lan.get(Lan.HOST4, 8080) == Lan.IP4 and lan.get(Lan.HOST6, 8080) == Lan.IP6
+    wait_for(lambda: daemon.held() == {"web.front", "web.back", "peer.back", "vpeer.vault"})
+    daemon.check()
+
+    env.docker("network", "disconnect", "back", "web")
+    wait_for(lambda: "web.back" not in daemon.held())
+    assert get(web, peer_addr) is None and get(peer, web_back) is None
+    assert lan.get(Lan.HOST4, 8080) == Lan.IP4
+    daemon.check()
+
+    env.docker("network", "connect", "vault", "web")
+    assert wait_for(lambda: get(web, vpeer_addr)) == address(env, "web", "vault")
+    env.docker("network", "disconnect", "front", "web")  # left on an internal network only
+    wait_for(lambda: not {(4, 8080), (6, 8080)} & kernel_ports(env))
+    assert lan.get(Lan.HOST4, 8080) is None and lan.get(Lan.HOST6, 8080) is None
+    assert get(web, vpeer_addr) == address(env, "web", "vault")
+    lan.serve()
+    assert get(web, Lan.IP4) is None  # internal: nothing out
+    assert daemon.held() == {"web.vault", "peer.back", "vpeer.vault"}
+    daemon.check()

@@ -3,14 +3,15 @@ with the result expected in Docker 20.10's column and in nftnet's.
 
 shared/reference/docker-20.10/README.md measured Docker with real traffic. test_behaviour.py
 checks nftnet's column against nftnet; test_export_traffic.py checks Docker's column against
-nftnet's iptables export loaded with iptables-restore. A container on each of five networks
-(plain, icc=false, no masquerade, internal) and a LAN machine send real connections; the
-servers report the source address that arrived.
+nftnet's iptables export loaded with iptables-restore; tests/drivers/test_docker_behaviour.py
+checks nftnet's column through containers that a real dockerd made. A container on each of five
+networks (plain, icc=false, no masquerade, internal) and a LAN machine send real connections;
+the servers report the source address that arrived.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +71,20 @@ class World:
         return self.lab.probe(src_ns, dst, port, proto)
 
 
-def populate(lab: Lab) -> World:
-    """The containers with their servers, LAN servers and LAN routes, on bridges that exist."""
+def lab_container(lab: Lab, name: str) -> str:
+    """A container namespace of the table on its network's bridge; its name."""
+    net = CONTAINERS[name][0]
+    idx = list(NETWORKS).index(net) + 1
+    return lab.container(name, NETWORKS[net]["bridge"], addr(name, 4), f"172.31.{idx}.1",
+                         addr(name, 6), f"fd00:{idx}::1")
+
+
+def populate(lab: Lab, make: Callable[[Lab, str], str] = lab_container) -> World:
+    """The containers with their servers, LAN servers and LAN routes, on bridges that exist.
+    ``make`` makes a container by name and returns its namespace (a runtime's, elsewhere)."""
     w = World(lab)
-    for name, (net, _, _, served) in CONTAINERS.items():
-        idx = list(NETWORKS).index(net) + 1
-        w.ns[name] = lab.container(name, NETWORKS[net]["bridge"], addr(name, 4),
-                                   f"172.31.{idx}.1", addr(name, 6), f"fd00:{idx}::1")
+    for name, (_, _, _, served) in CONTAINERS.items():
+        w.ns[name] = make(lab, name)
         for port in served:
             lab.serve(w.ns[name], port)
     lab.serve(w.ns["web"], 53, "udp")
@@ -177,10 +185,10 @@ ROWS = [
 ]
 
 
-def cases(column: str) -> list[object]:
+def cases(column: str, rows: list[Row] = ROWS) -> list[object]:
     """pytest parameters (row, family) for one column, with its skips and xfails."""
     out: list[object] = []
-    for row in ROWS:
+    for row in rows:
         for v in row.families:
             marks = []
             if column == "docker" and row.docker_skip:

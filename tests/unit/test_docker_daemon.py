@@ -1,7 +1,8 @@
 """The daemon's pure parts: the order of a container's registrations (no port is ever taken
 while another endpoint still holds it), what nftnet holds for a Docker network and endpoint
 (the entries load to the translation's own model), the log lines, and the daemon lock and
-status file of the state directory."""
+status file of the state directory, and the warning about a forward chain of another
+firewall that drops what nftnet lets through."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nftnet.api import Engine
 from nftnet.config.load import load_entry
-from nftnet.drivers.docker.daemon import JournalFormatter
+from nftnet.drivers.docker.daemon import Daemon, JournalFormatter
 from nftnet.drivers.docker.events import endpoint_changes
 from nftnet.drivers.docker.translate import (
     DockerEndpoint,
@@ -24,6 +26,7 @@ from nftnet.drivers.docker.translate import (
     translate_networks,
 )
 from nftnet.errors import DaemonRunning
+from nftnet.kernel import Kernel
 from nftnet.state import StateDir
 
 C = "c" * 64
@@ -113,3 +116,22 @@ def test_one_daemon_per_state_directory(tmp_path: Path) -> None:
     assert state.daemon_info() == {"pid": 42, "follows": "docker"}
     with state.daemon_lock():  # free again
         pass
+
+
+def test_a_resync_names_dockers_leftover_forward_drop(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """dockerd switched off leaves iptables' FORWARD policy drop: every published port is
+    dropped there, so the daemon says so with the rule that fixes it (as ``check`` does)."""
+    daemon = Daemon(Engine(tmp_path / "state", Kernel.fake()), "unix:///nowhere")
+    with caplog.at_level(logging.WARNING, "nftnet.daemon"):
+        daemon._foreign_drops()
+        assert not caplog.records
+        daemon.engine.nft.run({"nftables": [
+            {"add": {"table": {"family": "ip", "name": "filter"}}},
+            {"add": {"chain": {"family": "ip", "table": "filter", "name": "FORWARD",
+                               "type": "filter", "hook": "forward", "prio": 0,
+                               "policy": "drop"}}}]})
+        daemon._foreign_drops()
+    (record,) = caplog.records
+    assert "ip filter FORWARD (policy drop" in record.getMessage()
+    assert "iptables -I FORWARD -m mark --mark" in record.getMessage()

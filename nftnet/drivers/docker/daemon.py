@@ -367,6 +367,20 @@ class Daemon:
         self.held = {c.id: {ep.network_id: ep for ep in c.endpoints} for c in snap.containers}
         self.follower.reset(c.id for c in snap.containers if c.running)
         self._sync("resync", snap.skipped)
+        self._foreign_drops()
+
+    def _foreign_drops(self) -> None:
+        """Another firewall's forward chain with policy drop (the FORWARD DROP dockerd leaves
+        in iptables when switched off, above all) drops what nftnet lets through: said at each
+        resync with the one rule that fixes it, as ``nftnet check`` says it."""
+        try:
+            drops = self.engine.foreign_drops()
+        except NftnetError as e:
+            log.debug("listing other firewalls' chains: %s", e)
+            return
+        for drop in drops:
+            if not drop.honoured or drop.too_early:
+                log.warning("%s", drop.message())
 
     def _resync_networks(self) -> None:
         """A network came or went: the networks again, the endpoints nftnet holds renamed

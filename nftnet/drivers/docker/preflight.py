@@ -86,7 +86,7 @@ def rules_problem(chains: Iterable[Json]) -> Problem | None:
     return Problem(f"dockerd writes its own firewall rules ({what} present; dockerd leaves "
                    "them behind when switched off, and they drop what nftnet lets through)",
                    fix + ". Docker's FORWARD policy drop and its POSTROUTING MASQUERADE rules "
-                   "are not in those chains: `nftnet check` names a drop policy")
+                   "are not in those chains: the daemon and `nftnet check` name a drop policy")
 
 
 def _chains(listing: Iterable[Json]) -> Iterable[dict[str, Any]]:
