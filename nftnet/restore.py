@@ -17,6 +17,7 @@ from typing import Any
 from nftnet.apply import Applier, unchanged_since
 from nftnet.check import Finding, inspect
 from nftnet.compile.ruleset import BASE_CHAINS, REGULAR_CHAINS, USER, sets
+from nftnet.config.model import Config
 from nftnet.desired.effective import effective_config
 from nftnet.errors import NftnetError, TransactionError
 from nftnet.nft.backend import USER_CHAIN_SPEC, NftBackend, user_chain
@@ -52,14 +53,15 @@ def heal(state_dir: StateDir, applier: Applier | None = None, always: bool = Fal
         if not always and not lines and unchanged_since(state, applier.nft):
             return None
         before = applier.nft.generation()
+        config = effective_config(state.config, state.runtime)
         try:
-            drift = inspect(state, applier.kernel).drift
+            drift = inspect(state, applier.kernel, config).drift
         except NftnetError as e:  # cannot compare (no scratch namespace): rewrite all the same
             drift = [Finding("kernel", f"not compared ({e}): everything rewritten")]
         fixable = [f for f in drift if f.fixable]
         if fixable:
             lines += ["restored:", *(f"  {f}" for f in fixable)]
-            lines += _converge(applier, state, fixable)
+            lines += _converge(applier, state, config, fixable)
         else:
             lines.append("nothing to restore: the kernel holds what nftnet last applied")
             proven = not drift and before is not None and applier.nft.generation() == before
@@ -73,7 +75,8 @@ def heal(state_dir: StateDir, applier: Applier | None = None, always: bool = Fal
         return lines + [f"cannot restore {f}" for f in unfixable], unfixable
 
 
-def _converge(applier: Applier, state: State, fixable: list[Finding]) -> list[str]:
+def _converge(applier: Applier, state: State, config: Config, fixable: list[Finding]
+              ) -> list[str]:
     nft = applier.nft
     recreate = [f.recreate for f in fixable if f.recreate]
     if recreate:  # rare (made again by hand with another hook): the rest keeps protecting
@@ -82,7 +85,7 @@ def _converge(applier: Applier, state: State, fixable: list[Finding]) -> list[st
             tx.flush(Chain(name))
             tx.delete(Chain(name))
         nft.run(tx.to_json())
-    want = applier.desired(effective_config(state.config, state.runtime), state)
+    want = applier.desired(config, state)
     saved = state.user_chain if want.config.user_rules is None else None
     put_back = bool(saved) and nft.list(USER_CHAIN_SPEC) is None
     base = State(config=state.config, runtime=state.runtime)

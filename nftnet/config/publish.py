@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from nftnet.config.model import Endpoint, IPAddress, PortMapping, Proto, PublishSpec
@@ -35,6 +36,7 @@ def _port_range(text: str, what: str) -> tuple[int, int]:
     return lo, hi
 
 
+@lru_cache(maxsize=256)  # a few addresses over thousands of entries (ip_address is slow)
 def _host_ip(text: str | None) -> IPAddress | None:
     if text is None:
         return None

@@ -22,7 +22,7 @@ NFT_MSG_GETGEN = 16
 NFT_MSG_NEWGEN = 15
 NFTA_GEN_ID = 1
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-NETNS = "/proc/self/ns/net"
+NETNS = "/proc/thread-self/ns/net"  # the calling thread's (setns is per thread)
 _NFGENMSG = struct.Struct("=BBH")  # family, version, resource id (big-endian; 0 here)
 
 
@@ -43,23 +43,50 @@ def parse_reply(data: bytes) -> int | None:
     return None
 
 
-def _generation_id() -> int | None:
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
-        sock.settimeout(2)
-        sock.bind((0, 0))
-        sock.sendto(_request(), (0, 0))
-        return parse_reply(sock.recv(os.sysconf("SC_PAGE_SIZE")))
+class Reader:
+    """Tokens read on one socket kept open, for a process that reads them change after change
+    (the daemon): closing a netfilter netlink socket waits for the kernel to free what the
+    last commit deleted (nf_tables flushes its destroy work, an RCU grace period of
+    milliseconds, when such a socket is released), which each change that deletes elements
+    would pay. The socket is opened anew when the calling thread is in another namespace, and
+    after any failure."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+        self._netns: int | None = None
+
+    def read(self) -> str | None:
+        """The current token; None if it cannot be read (then callers assume a change)."""
+        try:
+            netns = os.stat(NETNS).st_ino
+            if self._sock is None or netns != self._netns:
+                self.close()
+                self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                                           NETLINK_NETFILTER)
+                self._netns = netns
+                self._sock.settimeout(2)
+                self._sock.bind((0, 0))
+            self._sock.sendto(_request(), (0, 0))
+            gen_id = parse_reply(self._sock.recv(os.sysconf("SC_PAGE_SIZE")))
+            boot = Path(BOOT_ID).read_text().strip()
+        except OSError:  # any trouble just means "unknown"; a late reply goes with the socket
+            self.close()
+            return None
+        return None if gen_id is None else f"{boot}:{netns}:{gen_id}"
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def generation() -> str | None:
-    """The current token; None if it cannot be read (then callers assume a change)."""
+    """The current token, on a socket of its own; None if it cannot be read."""
+    reader = Reader()
     try:
-        gen_id = _generation_id()
-        boot = Path(BOOT_ID).read_text().strip()
-        netns = os.stat(NETNS).st_ino
-    except OSError:  # any trouble just means "unknown"
-        return None
-    return None if gen_id is None else f"{boot}:{netns}:{gen_id}"
+        return reader.read()
+    finally:
+        reader.close()
 
 
 def follows(before: str | None, now: str | None) -> str | None:

@@ -29,6 +29,7 @@ class LibNft:
         self._nft = nftables.Nftables()
         self._nft.set_json_output(True)
         self._nft.set_handle_output(False)
+        self._generation = generation.Reader()
 
     def run(self, batch: Json) -> None:
         """Apply a batch; raise TransactionError with libnftables' message if it is refused."""
@@ -69,8 +70,9 @@ class LibNft:
         return [(int(handle), rule) for rule, handle in _RULE_LINE.findall(out)]
 
     def generation(self) -> str | None:
-        """The kernel's token for this namespace (nft/generation.py)."""
-        return generation.generation()
+        """The kernel's token for this namespace (nft/generation.py), on a socket kept
+        open."""
+        return self._generation.read()
 
     def _text(self, command: str, handles: bool = False) -> tuple[int, str, str]:
         """``command`` with nft text output (and handles) instead of JSON."""

@@ -54,23 +54,35 @@ class Notice:
 
 
 def parse(data: bytes) -> list[Notice]:
-    """The nftables notifications in one datagram (others are skipped)."""
+    """The nftables notifications in one datagram (others are skipped); a run of alike ones
+    (same kind, family and table: a batch's thousands of elements) is one notice, told from
+    the one before by its first bytes alone, so that following a large commit costs its
+    reader (the daemon, healing meanwhile) little."""
     out = []
+    last = b""  # type, family and table attribute of the last notice, as they came
     for off, length, kind, _, _ in netlink.messages(data):
         if kind >> 8 != NFNL_SUBSYS_NFTABLES or length < netlink.HEADER.size + _NFGENMSG:
             continue
         body = off + netlink.HEADER.size
+        first = body + _NFGENMSG
+        size, first_type = netlink.ATTR.unpack_from(data, first) if first + netlink.ATTR.size <= \
+            off + length else (0, 0)
+        raw = data[off + 4:off + 6] + data[body:body + 1] + data[first:first + size]
+        if raw == last:
+            continue
         family = FAMILIES.get(data[body], str(data[body]))
         attrs = {attr: data[start:end] for attr, start, end in netlink.attrs(
-            data, body + _NFGENMSG, min(off + length, len(data)))}
+            data, first, min(off + length, len(data)))}
         if kind & 0xFF == NFT_MSG_NEWGEN:
             pid, name = attrs.get(NFTA_GEN_PROC_PID), attrs.get(NFTA_GEN_PROC_NAME)
             out.append(Notice(NFT_MSG_NEWGEN, family, None,
                               int.from_bytes(pid, "big") if pid and len(pid) == 4 else None,
                               _text(name) if name else None))
+            last = b""
         else:
             table = attrs.get(NFT_TABLE_ATTR)
             out.append(Notice(kind & 0xFF, family, None if table is None else _text(table)))
+            last = raw if first_type & 0x3FFF == NFT_TABLE_ATTR else b""  # the table told it
     return out
 
 

@@ -176,7 +176,7 @@ def memory_table(res: Results) -> list[str]:
     return out
 
 
-def _verdict(ok: bool | None) -> str:
+def verdict(ok: bool | None) -> str:
     return "not measured in this run" if ok is None else ("**met**" if ok else "**not met**")
 
 
@@ -192,7 +192,7 @@ def targets(res: Results) -> list[str]:
     for label, contender in (("whole `nftnet apply` process", "apply"),
                              ("nftnet transaction", "txn")):
         ok, text = _ratios(res, contender, "floor", sizes)
-        out.append(f"- {label} within 1.3x of the floor at every N: {_verdict(ok)} ({text})")
+        out.append(f"- {label} within 1.3x of the floor at every N: {verdict(ok)} ({text})")
     _, text = _ratios(res, "stack", "floor", sizes)
     out.append(f"  - bound: a process that only starts Python and imports click, marshmallow and "
                f"the nftables binding, over the floor: {text}")
@@ -203,7 +203,7 @@ def targets(res: Results) -> list[str]:
         ok = all(s >= 5 for _, s in speed) if big else None
         text = ", ".join(f"{n:,}: {s:.1f}x" for n, s in speed)
         out.append(f"- {label} at least 5x faster than `iptables-restore` at 10,000 and 50,000 "
-                   f"ports: {_verdict(ok)} ({text})")
+                   f"ports: {verdict(ok)} ({text})")
     if big:
         budget = ", ".join(f"{n:,}: {res.prog(n, 'restore') / 5 - res.prog(n, 'txn'):.3f} s, "
                            f"start-up alone {res.prog(n, 'stack'):.3f} s" for n in big)
@@ -213,15 +213,15 @@ def targets(res: Results) -> list[str]:
     if 20000 in pub and 10 in pub:
         ratio = pub[20000] / pub[10]
         out.append(f"- `nftnet port publish` at 20,000 ports within 1.5x of at 10: "
-                   f"{_verdict(ratio <= 1.5)} ({pub[20000]:.3f} s / {pub[10]:.3f} s = "
+                   f"{verdict(ratio <= 1.5)} ({pub[20000]:.3f} s / {pub[10]:.3f} s = "
                    f"{ratio:.2f})")
     else:
-        out.append(f"- `nftnet port publish` at 20,000 within 1.5x of at 10: {_verdict(None)}")
+        out.append(f"- `nftnet port publish` at 20,000 within 1.5x of at 10: {verdict(None)}")
     if 10000 in pub:
         tri = median(res.change.triple[10000])
         checked = median(res.change.checked[10000])
         out.append(f"- `nftnet port publish` faster than Docker's `iptables -A` triple at 10,000 "
-                   f"ports: {_verdict(pub[10000] < tri)} ({pub[10000]:.3f} s vs {tri:.3f} s; "
+                   f"ports: {verdict(pub[10000] < tri)} ({pub[10000]:.3f} s vs {tri:.3f} s; "
                    f"with the `-C` check Docker runs before each `-A`: {checked:.3f} s)")
         out.append(f"  - bound: a process that only starts Python and imports click: "
                    f"{median(res.change.click[10000]):.3f} s")
@@ -229,7 +229,7 @@ def targets(res: Results) -> list[str]:
     if pkt.base == 1 and 50000 in res.packet_sizes:
         q1, ratio, q3 = quartiles(pkt.paired(50000, "nftnet"))
         out.append(f"- nftnet connect rate at 50,000 ports within 10% of at 1: "
-                   f"{_verdict(ratio >= 0.9)} (same Lab and topology, ruleset swapped; run by "
+                   f"{verdict(ratio >= 0.9)} (same Lab and topology, ruleset swapped; run by "
                    f"run, 50,000 over the 1-port runs around it: median {ratio:.2f}, quartiles "
                    f"{q1:.2f}-{q3:.2f}; medians {pkt.rate(50000, 'nftnet'):,.0f} and "
                    f"{pkt.rate(1, 'nftnet'):,.0f} conn/s)")

@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
+from nftnet.nft.generation import Reader, follows, generation
 from tests.kernel.conftest import Netns
+from tests.lab import in_netns
 
 pytestmark = pytest.mark.kernel
 
@@ -45,3 +47,20 @@ def test_token_differs_per_namespace(netns: Netns) -> None:
             inside.split(":")[1]
     finally:
         subprocess.run(["ip", "netns", "del", other.name], check=False)
+
+
+def test_a_reader_counts_commits_on_its_socket_in_the_callers_namespace(
+        netns: Netns, container: Netns) -> None:
+    """The daemon's reader (one socket kept open) reads what a fresh socket reads, and
+    follows the calling thread into another namespace."""
+    reader = Reader()
+    try:
+        t0 = in_netns(netns.name, reader.read)
+        netns.run("nft", "add table ip probe_a")
+        t1 = in_netns(netns.name, reader.read)
+        assert t1 is not None and follows(t0, t1) == t1
+        elsewhere = in_netns(container.name, reader.read)
+        assert elsewhere == in_netns(container.name, generation) != t1
+        assert in_netns(netns.name, reader.read) == t1
+    finally:
+        reader.close()

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from nftnet.api import Engine
 from nftnet.config.load import load_entry
+from nftnet.config.publish import expand
 from nftnet.drivers.docker.daemon import Daemon, JournalFormatter
 from nftnet.drivers.docker.events import endpoint_changes
 from nftnet.drivers.docker.translate import (
@@ -95,6 +96,37 @@ def test_entries_load_to_the_translations_model() -> None:
     assert entry == {"network": "front", "ipv4": "172.30.1.2",
                      "publish": ["0.0.0.0:8080:80/tcp", "127.0.0.1:53:53/udp"]}
     assert load_entry("endpoints", ep.name, entry) == ep.as_endpoint()
+
+
+PORTS = st.builds(DockerPort, st.just(4), st.sampled_from(["tcp", "udp"]),
+                  st.integers(8000, 8012), st.sampled_from([None, IPv4Address("127.0.0.1")]),
+                  st.integers(80, 84))
+
+
+@given(st.frozensets(PORTS, max_size=20))
+def test_runs_of_ports_are_one_range_entry_each_standing_for_the_same_mappings(
+        ports: frozenset[DockerPort]) -> None:
+    """Docker lists each port of a range; nftnet holds the range as one entry."""
+    ep = DockerEndpoint(C, "web", NETS[0], "n1", "web.n1", IPv4Address("10.0.1.2"), None,
+                        tuple(sorted(ports, key=lambda p: p.host_port)))
+    mappings = {m for spec in ep.as_endpoint().publish
+                for m in expand(spec, ep.as_endpoint(), IPv4Address(0))}
+    assert mappings == {m for p in ports for m in expand(p.spec(), ep.as_endpoint(),
+                                                         IPv4Address(0))}
+    entries = endpoint_entry(ep)["publish"]
+    assert load_entry("endpoints", ep.name, endpoint_entry(ep)) == ep.as_endpoint()
+    assert len(entries) <= len(ports)
+
+
+def test_a_published_range_is_one_entry_and_single_ports_stay_as_they_were() -> None:
+    ports = [DockerPort(4, "tcp", p, None, p) for p in range(20000, 21000)]
+    ports += [DockerPort(4, "tcp", 8080, None, 80), DockerPort(4, "tcp", 8081, None, 80),
+              DockerPort(4, "udp", 20000, None, 20000)]
+    ep = DockerEndpoint(C, "web", NETS[0], "n1", "web.n1", IPv4Address("10.0.1.2"), None,
+                        tuple(ports))
+    assert endpoint_entry(ep)["publish"] == [
+        "0.0.0.0:8080:80/tcp", "0.0.0.0:8081:80/tcp", "0.0.0.0:20000-20999:20000-20999/tcp",
+        "0.0.0.0:20000:20000/udp"]
 
 
 def test_log_lines_carry_their_syslog_priority_and_are_one_line() -> None:

@@ -120,9 +120,15 @@ class DockerPort:
     @property
     def publish(self) -> str:
         """The nftnet ``-p`` entry, host address spelled out so no network default applies."""
+        return self.through(self)
+
+    def through(self, last: DockerPort) -> str:
+        """The ``-p`` entry of the run of consecutive ports from this one to ``last``."""
         host = self.host_ip or (ANY_IPV4 if self.family == 4 else IPv6Address("::"))
         text = f"[{host}]" if self.family == 6 else str(host)
-        return f"{text}:{self.host_port}:{self.container_port}/{self.proto}"
+        ports = f"{self.host_port}:{self.container_port}" if last == self else \
+            f"{self.host_port}-{last.host_port}:{self.container_port}-{last.container_port}"
+        return f"{text}:{ports}/{self.proto}"
 
     def spec(self) -> PublishSpec:
         return parse_publish(self.publish)
@@ -144,7 +150,7 @@ class DockerEndpoint:
     def as_endpoint(self) -> Endpoint:
         """nftnet's model of this endpoint, ports as explicit ``-p`` entries."""
         return Endpoint(self.name, self.network, self.ipv4, self.ipv6,
-                        tuple(p.spec() for p in self.ports))
+                        tuple(parse_publish(text) for text in publish_entries(self.ports)))
 
 
 @dataclass(frozen=True)
@@ -187,8 +193,26 @@ def endpoint_entry(ep: DockerEndpoint) -> dict[str, Any]:
         out["ipv4"] = str(ep.ipv4)
     if ep.ipv6 is not None:
         out["ipv6"] = str(ep.ipv6)
-    out["publish"] = [p.publish for p in ep.ports]
+    out["publish"] = publish_entries(ep.ports)
     return out
+
+
+def publish_entries(ports: Iterable[DockerPort]) -> list[str]:
+    """The ``-p`` entries of ``ports``: each run of consecutive host ports to consecutive
+    container ports (same family, protocol and host address) one range entry, as it was asked
+    (``-p 20000-20999:20000-20999``). Docker lists every port of a range, and nftnet's state,
+    its journal and each parse of them (a heal's, a sync's) would grow with every one."""
+    runs: list[list[DockerPort]] = []
+    open_runs: dict[tuple[int, str, IPAddress | None, int], list[DockerPort]] = {}
+    for p in sorted(ports, key=_port_order):
+        key = (p.family, p.proto, p.host_ip, p.container_port - p.host_port)
+        run = open_runs.get(key)
+        if run is not None and run[-1].host_port + 1 == p.host_port:
+            run.append(p)
+        else:
+            open_runs[key] = run = [p]
+            runs.append(run)
+    return [run[0].through(run[-1]) for run in runs]
 
 
 class _Bad(ValueError):
