@@ -90,6 +90,21 @@ class Engine:
         transaction; ``dry_run`` says what would change and changes nothing."""
         return self._applier.apply(config, dry_run=dry_run)
 
+    def apply_file(self, path: str, dry_run: bool = False) -> ApplyResult:
+        """``apply`` of the config file ``path`` ("-": standard input). The same text applied
+        again, with nothing changed since (applied.py proves it), is not read as a config:
+        "no changes" costs no validation. ConfigError as ``load_config``."""
+        from nftnet.applied import fingerprint, unchanged
+        from nftnet.config.document import read_text
+
+        text = read_text(path)
+        digest = fingerprint(text)
+        if unchanged(self.state_dir, self.kernel, digest):
+            return ApplyResult(False, dry_run)
+        from nftnet.config.load import parse_config
+
+        return self._applier.apply(parse_config(text, path), dry_run, digest)
+
     def render(self, config: Config) -> Json:
         """The batch an apply of ``config`` sends (needs no root; user rules are parsed by
         nft in a throwaway namespace)."""

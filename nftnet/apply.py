@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nftnet import crash, names
+from nftnet import applied, crash, names
 from nftnet.compile import HostFacts, compile_config
 from nftnet.compile.elements import PORT_MAPS
 from nftnet.config.dump import dump_config
@@ -172,7 +172,10 @@ class Applier:
     def desired(self, config: Config, prev: State | None) -> Desired:
         return desired(config, prev, kernel=self.kernel)
 
-    def apply(self, declared: Config, dry_run: bool = False) -> ApplyResult:
+    def apply(self, declared: Config, dry_run: bool = False, digest: str | None = None
+              ) -> ApplyResult:
+        """Apply ``declared``; ``digest``: its file's (``applied.fingerprint``), recorded
+        where the kernel, links and state end up as the file declares."""
         with self.state_dir.locked():
             self.recover()
             prev = self.state_dir.load()
@@ -187,13 +190,25 @@ class Applier:
             drift = prev is not None and not unchanged_since(prev, self.nft)
             if (prev is not None and not drift and holds(prev, want, declared_raw, runtime)
                     and links_in_place(config, runtime, prev, self.links)):
+                if digest is not None:
+                    self._record(digest, config, prev, prev.generation)
                 return ApplyResult(False, dry_run)
             old = effective_config(prev.config, prev.runtime) if prev else None
             lines = describe_changes(old, config, kernel_drift=drift)
             if dry_run:
                 return ApplyResult(True, True, tuple(lines))
-            self.converge(want, prev, State(config=declared_raw, runtime=runtime))
+            after = self.converge(want, prev, State(config=declared_raw, runtime=runtime))
+            if digest is not None:
+                self._record(digest, config, after, after.generation)
             return ApplyResult(True, False, tuple(lines))
+
+    def _record(self, digest: str, config: Config, state: State, generation: str | None
+                ) -> None:
+        """The proof that the file of ``digest`` holds (applied.py), with ``state`` final."""
+        families = [v for v in (4, 6) if needs_forwarding(config, v)]
+        applied.record(self.state_dir, digest, generation,
+                       bridge_specs(config, state.runtime, state), self.links.observe(),
+                       families)
 
     def converge(self, want: Desired, prev: State | None, base: State,
                  drop: Collection[str] = ()) -> State:

@@ -30,6 +30,14 @@ class Kernel:
 
         return LibNft()
 
+    def generation(self) -> str | None:
+        """``nft.generation()``, without loading libnftables for it on this host."""
+        if self.given_nft is not None or "nft" in self.__dict__:
+            return self.nft.generation()
+        from nftnet.nft import generation
+
+        return generation.generation()
+
     @cached_property
     def links(self) -> LinkBackend:
         if self.given_links is not None:

@@ -38,6 +38,22 @@ def attrs(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
         start += (size + 3) & ~3
 
 
+def pick(data: bytes, start: int, end: int, kinds: frozenset[int]) -> dict[int, tuple[int, int]]:
+    """(payload start, payload end) of the attributes of ``kinds`` in data[start:end], by type
+    (the last of a type given twice): ``attrs`` for the few of many (a link message holds
+    about 40), a third of its cost."""
+    out = {}
+    unpack = ATTR.unpack_from
+    while start + ATTR.size <= end:
+        size, kind = unpack(data, start)
+        if size < ATTR.size:
+            break
+        if kind & NLA_TYPE_MASK in kinds:
+            out[kind & NLA_TYPE_MASK] = (start + ATTR.size, start + size)
+        start += (size + 3) & ~3
+    return out
+
+
 def messages(data: bytes) -> Iterator[tuple[int, int, int, int, int]]:
     """(offset, length, type, flags, seq) of each netlink message in one datagram."""
     off = 0

@@ -22,6 +22,10 @@ Layout of ``--state-dir`` (default /var/lib/nftnet):
   generation  the kernel ruleset generation right after nftnet's last change, when it proves
               that change was the only one (nft/generation.py; a small file of its own, so
               that recording it never rewrites the state)
+  applied.json
+              the proof that an ``apply -f`` of the same file would change nothing
+              (applied.py): a digest of the file, the identity of state.json and
+              changes.jsonl, the generation and the links, as a full apply left them
   lock        flock'ed for the whole of every command that reads or changes state
   daemon.lock flock'ed for as long as ``nftnet daemon`` runs on the directory (one daemon per
               directory); the daemon takes ``lock`` only for each change, never while idle
@@ -72,6 +76,7 @@ PENDING_FILE = "change.pending.json"
 NEXT_FILE = "state.next.json"
 OLD_PENDING_FILE = "state.pending.json"  # before the journal: removed with the rest
 GENERATION_FILE = "generation"
+APPLIED_FILE = "applied.json"
 COMPACT_AFTER = 1 << 18  # bytes of journal (at least, and at least the snapshot's size) after
 # which a commit writes a new snapshot: the snapshot's cost, spread over as many bytes of lines
 RUNTIME_SECTIONS = ("endpoints", "publish", "unpublish")  # what a runtime change touches
@@ -84,7 +89,8 @@ ERROR_LOG = "error.log"
 DIR_MODE, FILE_MODE = 0o700, 0o600  # whatever the umask
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # O_NONBLOCK: a FIFO never hangs
-WRITTEN = (STATE_FILE, NEXT_FILE, PENDING_FILE, GENERATION_FILE)  # by ``_write``, via temp files
+# by ``_write``, via temp files
+WRITTEN = (STATE_FILE, NEXT_FILE, PENDING_FILE, GENERATION_FILE, APPLIED_FILE)
 # every file nftnet keeps in the directory (teardown removes them, and their temp files)
 FILES = (*WRITTEN, JOURNAL_FILE, OLD_PENDING_FILE, ERROR_LOG, LOCK_FILE, DAEMON_FILE, DAEMON_LOCK)
 
@@ -224,13 +230,18 @@ class StateDir:
                 if change.get("snapshot") == state.snapshot:
                     replay(state, change)
         assert state is not None
+        state.generation = self.generation()
+        return state
+
+    def generation(self) -> str | None:
+        """The generation ``save_generation`` recorded; None when unknown or unreadable
+        (UnsafeStateError all the same where the file is refused)."""
         try:
-            state.generation = (self._read_text(GENERATION_FILE) or "").strip() or None
+            return (self._read_text(GENERATION_FILE) or "").strip() or None
         except UnsafeStateError:
             raise
         except StateError:
-            state.generation = None
-        return state
+            return None
 
     def _journal(self) -> list[dict[str, Any]]:
         lines = (self._read_text(JOURNAL_FILE) or "").splitlines()
@@ -249,6 +260,33 @@ class StateDir:
             self._unlink(GENERATION_FILE)
         else:  # a token of this boot (nft/generation.py): moot after a power loss
             self._write(GENERATION_FILE, generation, durable=False)
+
+    def save_applied(self, record: dict[str, Any]) -> None:
+        """Record applied.py's proof (not synced: a power loss voids it, as the generation in
+        it)."""
+        self._write(APPLIED_FILE, json.dumps(record, separators=(",", ":")), durable=False)
+
+    def applied(self) -> Any:
+        """The proof ``save_applied`` recorded, if the state files are still as they were
+        when it was (their ``identity``) and no change is pending; None otherwise."""
+        with self._dir() as dir_fd:
+            if dir_fd is None or any(_exists(dir_fd, n) for n in (NEXT_FILE, PENDING_FILE)):
+                return None
+        try:
+            record = self._json(APPLIED_FILE)
+        except UnsafeStateError:
+            raise
+        except StateError:
+            return None
+        identity = self.identity()
+        if not isinstance(record, dict) or identity is None or record.get("state") != identity:
+            return None
+        return record
+
+    def identity(self) -> list[Any] | None:
+        """``_identity`` as JSON keeps it (lists), to record with what depends on the state."""
+        identity = self._identity()
+        return None if identity is None else json.loads(json.dumps(identity))
 
     def pending(self) -> tuple[State | None, State] | None:
         """A change that was begun but not completed (the process died in between): the state
@@ -658,6 +696,14 @@ def _unusable(path: Path, error: OSError) -> StateError:
 def _unlink_at(dir_fd: int, name: str) -> None:
     with suppress(FileNotFoundError):
         os.unlink(name, dir_fd=dir_fd)
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _tmp(name: str) -> str:

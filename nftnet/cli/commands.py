@@ -30,7 +30,7 @@ def apply_cmd(engine: Engine, path: str, dry_run: bool) -> None:
     The user chain keeps hand-added rules unless the config has a user_rules key. Applying
     the same config again changes nothing and says so.
     """
-    click.echo("\n".join(apply_lines(engine.apply(load_config(path), dry_run=dry_run))))
+    click.echo("\n".join(apply_lines(engine.apply_file(path, dry_run=dry_run))))
 
 
 @click.command("plan")
@@ -38,7 +38,7 @@ def apply_cmd(engine: Engine, path: str, dry_run: bool) -> None:
 @click.pass_obj
 def plan_cmd(engine: Engine, path: str) -> None:
     """Show what `apply` would change (same as apply --dry-run)."""
-    lines = apply_lines(engine.apply(load_config(path), dry_run=True))
+    lines = apply_lines(engine.apply_file(path, dry_run=True))
     click.echo("\n".join(lines[1:] if len(lines) > 1 else lines))
 
 

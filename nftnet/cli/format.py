@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nftnet.desired.plan import format_port
 from nftnet.results import ApplyResult, EndpointChange, NetworkChange, PortChange
 
 if TYPE_CHECKING:
@@ -22,6 +21,8 @@ def apply_lines(result: ApplyResult) -> list[str]:
 def port_lines(change: PortChange | None) -> list[str]:
     if change is None:
         return []
+    from nftnet.desired.plan import format_port  # the compiler's modules: not for every command
+
     return ([f"+ port {format_port(m)}" for m in change.added]
             + [f"- port {format_port(m)}" for m in change.removed])
 

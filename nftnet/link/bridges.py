@@ -54,10 +54,12 @@ _NLM_F_DUMP, _NLM_F_EXCL, _NLM_F_CREATE = 0x300, 0x200, 0x400
 _RTM_NEWLINK, _RTM_DELLINK, _RTM_GETLINK = 16, 17, 18
 _RTM_NEWADDR, _RTM_DELADDR, _RTM_GETADDR = 20, 21, 22
 _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_IFALIAS, _IFLA_EXT_MASK = 3, 10, 18, 20, 29
+_LINK_ATTRS = frozenset({_IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_IFALIAS})
 _IFLA_INFO_KIND, _IFLA_INFO_SLAVE_KIND, _IFLA_INFO_SLAVE_DATA = 1, 4, 5
 _IFLA_BRPORT_MODE = 4  # in a bridge port's IFLA_INFO_SLAVE_DATA; 1 is hairpin
 _RTEXT_FILTER_SKIP_STATS = 1 << 3  # older kernels ignore it; it only trims the dump
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_ADDR_ATTRS = frozenset({_IFA_ADDRESS, _IFA_LOCAL})
 HAIRPIN = 1  # IFLA_BRPORT_MODE: let DNATed traffic leave by the port it came in by
 
 _HEAD = netlink.HEADER.size
@@ -193,13 +195,11 @@ def _snapshot(sock: socket.socket) -> dict[str, LinkState]:
         family, prefixlen, _, _, index = _IFADDR.unpack_from(data, off + _HEAD)
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
-        found = {kind: data[start:end] for kind, start, end
-                 in netlink.attrs(data, off + _HEAD + _IFADDR.size, off + length)
-                 if kind in (_IFA_ADDRESS, _IFA_LOCAL)}
+        found = netlink.pick(data, off + _HEAD + _IFADDR.size, off + length, _ADDR_ATTRS)
         # IPv4's own address is IFA_LOCAL (IFA_ADDRESS is the peer's on point-to-point links)
-        addr = found.get(_IFA_LOCAL) or found.get(_IFA_ADDRESS)
-        if addr is not None:
-            addrs[index].add(f"{socket.inet_ntop(family, addr)}/{prefixlen}")
+        span = found.get(_IFA_LOCAL) or found.get(_IFA_ADDRESS)
+        if span is not None:
+            addrs[index].add(f"{socket.inet_ntop(family, data[span[0]:span[1]])}/{prefixlen}")
     out = {}
     for data, off, length in _dump(sock, _RTM_GETLINK, _link_request()):
         if (found := _link(data, off, length, addrs)) is not None:
@@ -218,24 +218,24 @@ def _link(data: bytes, off: int, length: int, addrs: dict[int, set[str]]
           ) -> tuple[str, LinkState] | None:
     """One RTM_NEWLINK message as (name, LinkState), its addresses from ``addrs``."""
     _, _, index, flags, _ = _IFINFO.unpack_from(data, off + _HEAD)
+    found = netlink.pick(data, off + _HEAD + _IFINFO.size, off + length, _LINK_ATTRS)
     name = kind_name = slave_kind = alias = None
     master = mode = 0
-    for kind, start, end in netlink.attrs(data, off + _HEAD + _IFINFO.size, off + length):
-        if kind == _IFLA_IFNAME:
-            name = data[start:end].split(b"\0", 1)[0].decode()
-        elif kind == _IFLA_IFALIAS:
-            alias = data[start:end].split(b"\0", 1)[0]
-        elif kind == _IFLA_MASTER:
-            (master,) = netlink.U32.unpack_from(data, start)
-        elif kind == _IFLA_LINKINFO:
-            for sub, s_start, s_end in netlink.attrs(data, start, end):
-                if sub == _IFLA_INFO_KIND:
-                    kind_name = data[s_start:s_end].split(b"\0", 1)[0].decode()
-                elif sub == _IFLA_INFO_SLAVE_KIND:
-                    slave_kind = data[s_start:s_end].split(b"\0", 1)[0].decode()
-                elif sub == _IFLA_INFO_SLAVE_DATA:
-                    mode = next((data[p] for a, p, _ in netlink.attrs(data, s_start, s_end)
-                                 if a == _IFLA_BRPORT_MODE), 0)
+    if (span := found.get(_IFLA_IFNAME)) is not None:
+        name = data[span[0]:span[1]].split(b"\0", 1)[0].decode()
+    if (span := found.get(_IFLA_IFALIAS)) is not None:
+        alias = data[span[0]:span[1]].split(b"\0", 1)[0]
+    if (span := found.get(_IFLA_MASTER)) is not None:
+        (master,) = netlink.U32.unpack_from(data, span[0])
+    if (span := found.get(_IFLA_LINKINFO)) is not None:
+        for sub, s_start, s_end in netlink.attrs(data, *span):
+            if sub == _IFLA_INFO_KIND:
+                kind_name = data[s_start:s_end].split(b"\0", 1)[0].decode()
+            elif sub == _IFLA_INFO_SLAVE_KIND:
+                slave_kind = data[s_start:s_end].split(b"\0", 1)[0].decode()
+            elif sub == _IFLA_INFO_SLAVE_DATA:
+                mode = next((data[p] for a, p, _ in netlink.attrs(data, s_start, s_end)
+                             if a == _IFLA_BRPORT_MODE), 0)
     if name is None:
         return None
     return name, LinkState(index, bool(flags & IFF_UP), kind_name,

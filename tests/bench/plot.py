@@ -9,7 +9,8 @@ from tests.bench.common import median
 from tests.bench.report import Results
 
 LABELS = {"floor": "floor: nft -j -f", "txn": "nftnet transaction", "apply": "nftnet apply",
-          "apply+br": "nftnet apply + bridges", "restore": "iptables-restore",
+          "apply+br": "nftnet apply + bridges", "again": "nftnet apply, unchanged",
+          "restore": "iptables-restore",
           "stack": "start-up: Python, click, marshmallow"}
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from nftnet import names as N
 from tests.kernel.conftest import Netns
 from tests.nftnet_run import nftnet, write_config
 
@@ -65,6 +66,28 @@ def test_same_config_twice_changes_nothing(netns: Netns, tmp_path: Path) -> None
     second = apply(netns, tmp_path, config())
     assert "no changes" in second.stdout
     assert table(netns, handles=True) == before  # same handles: nothing was rewritten
+
+
+def test_an_unchanged_file_is_applied_again_after_any_change_since(netns: Netns,
+                                                                   tmp_path: Path) -> None:
+    """The same file, proven unchanged (applied.py) until the kernel, a bridge or the state
+    changes: each change is seen and put right, and the next apply is "no changes" again."""
+    apply(netns, tmp_path, config())
+    assert (tmp_path / "state" / "applied.json").exists()
+    element = ["inet", "nftnet", N.PUBANY_PORT.format(v=4), "{ tcp . 8080 }"]
+    for tamper in (["ip", "addr", "del", "172.31.1.1/24", "dev", "br-front"],
+                   ["ip", "link", "set", "br-front", "down"],
+                   ["nft", "delete", "element", *element]):
+        assert "no changes" in apply(netns, tmp_path, config()).stdout
+        netns.run(*tamper)
+        assert "no changes" not in apply(netns, tmp_path, config()).stdout, tamper
+    assert "no changes" in apply(netns, tmp_path, config()).stdout
+    assert "172.31.1.1" in netns.run("ip", "-br", "addr", "show", "br-front")
+    assert "UP" in netns.run("ip", "-br", "link", "show", "br-front")
+    netns.run("nft", "get", "element", *element)
+    nftnet(netns, "port", "publish", "web", "9090:90", state_dir=tmp_path / "state")
+    assert "no changes" in apply(netns, tmp_path, config()).stdout  # runtime ports survive
+    assert "9090" in netns.run("nft", "list", "map", *element[:3])
 
 
 def test_changed_config_only_changes_elements(netns: Netns, tmp_path: Path) -> None:
