@@ -22,6 +22,7 @@ from nftnet.drivers.docker.events import endpoint_changes
 from nftnet.drivers.docker.translate import (
     DockerEndpoint,
     DockerPort,
+    Skipped,
     endpoint_entry,
     network_entry,
     translate_networks,
@@ -167,3 +168,18 @@ def test_a_resync_names_dockers_leftover_forward_drop(tmp_path: Path,
     (record,) = caplog.records
     assert "ip filter FORWARD (policy drop" in record.getMessage()
     assert "iptables -I FORWARD -m mark --mark" in record.getMessage()
+
+
+def test_what_is_left_alone_is_said_at_a_resync_and_else_when_new(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each network sync lists Docker's host and none networks again; the log says them at a
+    resync and then only what is new (status lists them all)."""
+    daemon = Daemon(Engine(tmp_path / "state", Kernel.fake()), "unix:///nowhere")
+    host, none = (Skipped("network", n, n, "not a bridge network") for n in ("h", "n"))
+    with caplog.at_level(logging.INFO, "nftnet.daemon"):
+        for why, skipped in (("resync", [host]), ("networks", [host]), ("networks", [host, none]),
+                             ("resync", [host, none])):
+            daemon._sync(why, skipped)
+    said = [r.getMessage() for r in caplog.records if "left alone" in r.getMessage()]
+    assert [m.split(" ")[3] for m in said] == ["h:", "n:", "h:", "n:"]
+    assert len(daemon.info["skipped"]) == 2

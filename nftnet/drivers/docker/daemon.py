@@ -414,10 +414,12 @@ class Daemon:
             return
         self.resync_at, self.retry = None, BACKOFF[0]
         self._log_sync(why, result, time.monotonic() - start)
-        self.info.update(synced=now(), skipped=[_said(s) for s in skipped],
-                         refused=[_said(r) for r in result.refused])
-        for s in skipped:
-            log.info("left alone: %s %s: %s", s.kind, s.name, s.reason)
+        said = []
+        for s in skipped:  # said at a resync, else when new: status lists them all
+            said.append(item := _said(s))
+            if why == "resync" or item not in self.info["skipped"]:
+                log.info("left alone: %s %s: %s", s.kind, s.name, s.reason)
+        self.info.update(synced=now(), skipped=said, refused=[_said(r) for r in result.refused])
         self._record()
 
     def _log_sync(self, why: str, result: SyncResult, seconds: float) -> None:
