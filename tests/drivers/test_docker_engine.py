@@ -229,3 +229,20 @@ def test_event_sequences_through_the_decision_table(dockerd: Callable[..., Docke
     assert actions[-2:] == [("container", "destroy", "drop container"),
                             ("network", "destroy", "resync networks")]
     assert "six" not in {n.docker_name for n in daemon.networks.values()}
+
+
+def test_the_inspect_sent_at_create_is_the_sdks_inspect(dockerd: Callable[..., DockerEnv]
+                                                        ) -> None:
+    """What the daemon reads at a ``create`` event outside the SDK is the same inspect."""
+    env = dockerd()
+    cid = env.docker("create", "-p", "127.0.0.1:8080:80/udp", "bb", *HTTPD).strip()
+    with Engine(env.url) as engine:
+        sent = engine.send_inspect(cid)
+        assert sent is not None
+        inspect = sent.answer()
+        assert inspect == engine.container(cid)
+        assert inspect is not None and inspect["HostConfig"]["PortBindings"] == {
+            "80/udp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}
+        env.docker("rm", cid)
+        gone = engine.send_inspect(cid)
+        assert gone is not None and gone.answer() is None

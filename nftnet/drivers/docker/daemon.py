@@ -1,12 +1,13 @@
 """``nftnet daemon --docker``: dockerd drives nftnet, and the firewall heals itself.
 
 Three threads read and only queue what they read: one follows dockerd's ``/events`` (and
-reconnects, with backoff, whenever the stream ends or dockerd is down), one inspects each
-container the moment its ``create`` event comes (to read the ports asked before the start
-takes the container's lock: a race, won most of the time, lost harmlessly), one nftables'
-change notifications (``Engine.watch``). The main thread alone changes anything, taking the queue's
-items in order; signals only set flags it reads between items (SIGTERM, SIGINT: stop, the
-firewall left as it is; SIGHUP: a full resync), so that no change is ever cut short by one.
+reconnects, with backoff, whenever the stream ends or dockerd is down), and sends the inspect
+of each container the moment its ``create`` event comes, to read the ports asked before the
+start takes the container's lock (a race, nearly always won, lost harmlessly); one reads those
+inspects' answers; one nftables' change notifications (``Engine.watch``). The main thread
+alone changes anything, taking the queue's items in order; signals only set flags it reads
+between items (SIGTERM, SIGINT: stop, the firewall left as it is; SIGHUP: a full resync), so
+that no change is ever cut short by one.
 
 - Connected (the event stream is open, so nothing that happens from then on is missed):
   preflight (dockerd writes no rules of its own and runs no userland proxy), then a snapshot
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from nftnet.drivers.docker import preflight
 from nftnet.drivers.docker.engine import Engine as DockerEngine
-from nftnet.drivers.docker.engine import EngineError, engine_url
+from nftnet.drivers.docker.engine import EngineError, SentInspect, engine_url
 from nftnet.drivers.docker.events import (
     Action,
     Decision,
@@ -124,7 +125,8 @@ class Daemon:
         self.networks: dict[str, DockerNetwork] = {}  # by Docker id
         self.held: dict[str, dict[str, DockerEndpoint]] = {}  # container id -> network id ->
         self.created: dict[str, Inspect] = {}  # inspect at create, of containers not started
-        self.to_inspect: queue.SimpleQueue[str] = queue.SimpleQueue()  # created, by id
+        # created containers: (id, its inspect sent by the event thread, or None)
+        self.to_inspect: queue.SimpleQueue[tuple[str, SentInspect | None]] = queue.SimpleQueue()
         self.docker: DockerEngine | None = None  # the main thread's own client
         self.signal: int | None = None
         self.resync_asked = False
@@ -285,7 +287,8 @@ class Daemon:
                 try:
                     for event in stream:
                         if event.type == "container" and event.action == "create":
-                            self.to_inspect.put(event.actor)
+                            self.to_inspect.put((event.actor, self._send_inspect(client,
+                                                                                 event.actor)))
                         self.queue.put(("event", event))
                     reason = "the event stream ended (dockerd stopped or restarts)"
                 except Exception as e:  # the SDK's read errors: any means the stream is gone
@@ -296,15 +299,29 @@ class Daemon:
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF[1])
 
+    @staticmethod
+    def _send_inspect(client: DockerEngine, cid: str) -> SentInspect | None:
+        """A created container's inspect, sent at once (to come before the start: see the
+        engine module); None when the SDK is to do it."""
+        try:
+            return client.send_inspect(cid)
+        except EngineError as e:
+            log.debug("sending the inspect of created container %s: %s", cid[:12], e)
+            return None
+
     def _inspect_created(self) -> None:
-        """The created-containers thread: inspect each at once and queue what it shows (after
-        the start, when the start took the container's lock first: ``_created`` drops it)."""
+        """The created-containers thread: read each created container's inspect (sent by the
+        event thread, else made here) and queue what it shows (after the start, when the
+        start took the container's lock first: ``_created`` drops it)."""
         client: DockerEngine | None = None
         while True:
-            cid = self.to_inspect.get()
+            cid, sent = self.to_inspect.get()
             try:
-                client = client or DockerEngine(self.url)
-                inspect = client.container(cid)
+                if sent is not None:
+                    inspect = sent.answer()
+                else:
+                    client = client or DockerEngine(self.url)
+                    inspect = client.container(cid)
             except EngineError as e:
                 log.debug("inspecting created container %s: %s", cid[:12], e)
                 if client is not None:

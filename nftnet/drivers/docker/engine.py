@@ -9,12 +9,24 @@ error.
 To miss nothing, follow the events first and then take the snapshot: ``/events`` subscribes
 before its response headers come back (``events()`` returns then), so whatever changes during
 the snapshot arrives as an event too (the decision table is idempotent).
+
+One request bypasses the SDK: the inspect of a container just created (``send_inspect``), sent
+by the event thread the moment the ``create`` event is read and answered on another thread. It
+races ``docker run``'s start request for the container's lock (the start holds it until the
+container runs, and an inspect that comes second sees the ports only then). Measured here
+against dockerd 20.10: sent through the SDK from another thread it came first in 13 of 20
+runs (an SDK inspect costs 1.8 ms, a bare ``http.client`` one 0.5 ms); sent at once on its own
+connection, in 20 of 20. Over URLs ``http.client`` cannot reach alone (ssh, TLS) the SDK
+does it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import os
+import socket
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -114,6 +126,19 @@ class Engine:
             raise self._error("list containers", e) from None
         return [c for c in map(self.container, ids) if c is not None]
 
+    def send_inspect(self, container_id: str) -> SentInspect | None:
+        """Send a container's inspect on a connection of its own, its answer read later by
+        ``SentInspect.answer`` (from any thread). None where the URL needs the SDK."""
+        conn = _connection(self.url)
+        if conn is None:
+            return None
+        try:
+            conn.request("GET", f"/v{self.api.api_version}/containers/{container_id}/json")
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise self._error(f"inspect container {container_id}", e) from None
+        return SentInspect(self.url, container_id, conn)
+
     def events(self, since: int | None = None) -> EventStream:
         """Follow container and network events (from ``since``, Unix seconds, if given)."""
         try:
@@ -144,6 +169,68 @@ class EventStream:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class SentInspect:
+    """An inspect sent by ``Engine.send_inspect``; ``answer`` waits for it (once)."""
+
+    def __init__(self, url: str, container_id: str, conn: http.client.HTTPConnection) -> None:
+        self.url, self.container_id, self._conn = url, container_id, conn
+
+    def answer(self) -> dict[str, Any] | None:
+        """The container's inspect; None when it is gone. ``EngineError`` when dockerd did
+        not answer, or answered with an error or what is not an inspect."""
+        what = f"Docker Engine at {self.url}: inspect container {self.container_id}"
+        try:
+            with contextlib.closing(self._conn):
+                response = self._conn.getresponse()
+                body = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise EngineError(f"{what}: {e}") from None
+        if response.status == 404:
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if response.status != 200 or not isinstance(data, dict):
+            message = data.get("message") if isinstance(data, dict) else body[:200]
+            raise EngineError(f"{what}: HTTP {response.status}: {message!r}")
+        return data
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (dockerd's usual endpoint)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def _connection(url: str, timeout: float = TIMEOUT) -> http.client.HTTPConnection | None:
+    """A connection to dockerd that ``http.client`` makes alone, as the SDK reads the URL
+    (``unix://PATH``; ``tcp://HOST:PORT`` and ``http://HOST:PORT`` as plain HTTP); None for
+    any other (the SDK reads those)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    if scheme in ("unix", "http+unix"):
+        return _UnixConnection("/" + rest.lstrip("/"), timeout)
+    if scheme in ("tcp", "http"):
+        host, colon, port = rest.split("/", 1)[0].rpartition(":")
+        if host and colon and port.isdigit():
+            return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    return None
 
 
 def _sdk_errors() -> tuple[type[Exception], ...]:
