@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from collections.abc import Sequence
 
 import click
@@ -97,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception:
+        import traceback  # only for a bug: 5 ms of every command's start-up otherwise
+
         where = Engine(_state_dir_arg(argv)).state_dir.log_error(traceback.format_exc())
         click.echo(f"nftnet: unexpected error ({sys.exc_info()[1]!r}); "
                    f"details in {where or 'stderr'}", err=True)

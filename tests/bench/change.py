@@ -5,7 +5,9 @@ and imports included), on top of `nftnet apply` of the N-port config. Docker: th
 `iptables -A` processes it runs for one port (nat DOCKER DNAT, filter DOCKER ACCEPT, nat
 POSTROUTING hairpin MASQUERADE) on top of the loaded export; and, as Docker 20.10 really runs
 them (libnetwork's ProgramRule), each -A after an `iptables -C` that looks for the rule. And a
-Python process that only imports click: the least any command of a click CLI costs. Every
+Python process that only imports click: the least any command of a click CLI costs; and one
+that only imports what a publish imports (``PUBLISH_IMPORTS``): the least a publish costs
+without a resident process, which bounds issue 15's publish target. Every
 size has its two namespaces up at once; publishes alternate between sizes and contenders, each
 a port of its own (host and container port the same, so none of Docker's rules exists yet).
 """
@@ -22,7 +24,11 @@ from tests.bench import docker
 from tests.bench.common import Workload, netns, nftnet_argv, run_in
 
 FIRST_PORT = 60000  # above every benchmark size's published ports
-CONTENDERS = ("publish", "triple", "checked", "click")
+CONTENDERS = ("publish", "triple", "checked", "click", "imports")
+# every module `nftnet port publish` imports (python -X importtime shows them): the CLI, the
+# command's module, the runtime engine, the nftables binding
+PUBLISH_IMPORTS = ("import nftnet.cli.main, nftnet.cli.runtime_cmds, nftnet.runtime, "
+                   "nftnet.nft.libnft")
 
 
 @dataclass
@@ -31,6 +37,7 @@ class ChangeResult:
     triple: dict[int, list[float]] = field(default_factory=dict)
     checked: dict[int, list[float]] = field(default_factory=dict)  # each -A after its -C
     click: dict[int, list[float]] = field(default_factory=dict)  # `python -c "import click"`
+    imports: dict[int, list[float]] = field(default_factory=dict)  # PUBLISH_IMPORTS alone
     # (rules already in the call's table, seconds) of every single iptables -A call
     calls: list[tuple[int, float]] = field(default_factory=list)
 
@@ -74,9 +81,10 @@ def _one(item: _Loaded, contender: str, port: int, result: ChangeResult) -> None
         seconds = _triple(item, port, result, check=contender == "checked")
         getattr(result, contender).setdefault(n, []).append(seconds)
         return
-    if contender == "click":
-        seconds = run_in(item.nft_ns, [sys.executable, "-c", "import click"]).seconds
-        result.click.setdefault(n, []).append(seconds)
+    if contender in ("click", "imports"):
+        code = "import click" if contender == "click" else PUBLISH_IMPORTS
+        seconds = run_in(item.nft_ns, [sys.executable, "-c", code]).seconds
+        getattr(result, contender).setdefault(n, []).append(seconds)
         return
     argv = nftnet_argv(item.state, "port", "publish", item.wl.first.endpoint, f"{port}:{port}")
     result.publish.setdefault(n, []).append(run_in(item.nft_ns, argv).seconds)
