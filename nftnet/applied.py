@@ -2,10 +2,11 @@
 file as a config: no validation, no compiling, no marshmallow.
 
 A full apply that leaves the kernel, the links and the state exactly as a file declares
-records (``StateDir.save_applied``) a digest of the file's text and of nftnet's own code, the
-identity of the state files (``StateDir.identity``), the ruleset generation, the families
-whose IP forwarding the config needs, and a digest of the links it needs (its bridges and
-runtime veths, ``desired.links.bridge_specs``) as they were, settled.
+records (``StateDir.save_applied``) a digest of the file's text and of nftnet's own code (and
+compat's, which translates ``iptables:`` user_rules), the identity of the state files
+(``StateDir.identity``), the ruleset generation, the families whose IP forwarding the config
+needs, and a digest of the links it needs (its bridges and runtime veths,
+``desired.links.bridge_specs``) as they were, settled.
 The same text applied again changes nothing while all of these hold: the state files are
 those it recorded (no runtime change, no other apply since; no change pending), the kernel's
 generation is the recorded one (no commit since, by anyone), forwarding is on and those links
@@ -30,16 +31,20 @@ if TYPE_CHECKING:
 
 @cache
 def _code() -> bytes:
-    """nftnet's own code as it is installed: every module's path, size and mtime, so that an
-    upgrade (or an edit) voids every proof recorded before it. Cheaper than reading the
-    version from the package's metadata, whose import alone costs more than the check."""
-    root = os.path.dirname(os.path.abspath(__file__))
+    """The code that reads a config as it is installed: every module's path, size and mtime of
+    nftnet and of compat beside it (same distribution: its rule-language plugin translates
+    ``iptables:`` user_rules), so that an upgrade (or an edit) voids every proof recorded
+    before it. Cheaper than reading the version from the package's metadata, whose import
+    alone costs more than the check."""
+    here = os.path.dirname(os.path.abspath(__file__))
     parts = []
-    for where, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(f for f in files if f.endswith(".py")):
-            st = os.stat(os.path.join(where, name))
-            parts.append(f"{os.path.relpath(where, root)}/{name}:{st.st_size}:{st.st_mtime_ns}")
+    for root in (here, os.path.join(os.path.dirname(here), "compat")):
+        for where, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(f for f in files if f.endswith(".py")):
+                st = os.stat(os.path.join(where, name))
+                parts.append(f"{os.path.relpath(where, os.path.dirname(here))}/{name}:"
+                             f"{st.st_size}:{st.st_mtime_ns}")
     return "\n".join(parts).encode()
 
 

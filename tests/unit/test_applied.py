@@ -132,6 +132,12 @@ def test_other_code_voids_the_proof(engine: Engine, tmp_path: Path, parsed: list
     assert parsed == [path, path]
 
 
+def test_the_code_digested_is_nftnets_and_compats() -> None:
+    """compat translates ``iptables:`` user_rules: a compat upgrade voids the proof too."""
+    modules = {line.split(b":")[0] for line in applied._code().splitlines()}
+    assert {b"nftnet/applied.py", b"nftnet/config/load.py", b"compat/rules.py"} <= modules
+
+
 @pytest.mark.parametrize("name", [NEXT_FILE, PENDING_FILE])
 def test_a_pending_change_voids_the_proof(engine: Engine, tmp_path: Path, name: str) -> None:
     path = write(tmp_path / "c.json")
