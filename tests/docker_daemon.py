@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from nftnet.state import StateDir
-from tests.docker_env import BUSYBOX, CGI, DockerEnv
+from tests.docker_env import DockerEnv
+from tests.image import BUSYBOX, CGI
 from tests.throwaway import Throwaway
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,16 +33,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.image import BUSYBOX, rootfs_tar
 from tests.throwaway import Throwaway
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"  # /usr/local/bin/docker may be a newer client
-BUSYBOX = "/bin/busybox"
 FLAGS = ("--iptables=false", "--ip6tables=false", "--userland-proxy=false")
 IMAGE = "bb:latest"
-APPLETS = ("sh", "httpd", "nc", "sleep", "wget", "timeout", "ip", "cat", "echo", "true")
-CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n'
-HTTPD = ("httpd", "-f", "-p", "80", "-h", "/www")
 OUTSIDE = ("/etc/docker/key.json", "/run/docker", "/run/containerd")
 REGISTRY = Path("/run/nftnet-docker-env.json")
 READY_TIMEOUT = 30.0
@@ -267,19 +264,8 @@ class DockerEnv(Throwaway):
         return proc.stdout.strip().strip("[]").removeprefix("::ffff:")
 
     def make_image(self) -> None:
-        """``bb:latest`` from busybox-static: applets, and httpd's CGI printing the peer."""
-        with tempfile.TemporaryDirectory() as d:
-            rootfs = Path(d)
-            (rootfs / "bin").mkdir()
-            shutil.copy(BUSYBOX, rootfs / "bin/busybox")
-            for applet in APPLETS:
-                (rootfs / "bin" / applet).symlink_to("busybox")
-            cgi = rootfs / "www/cgi-bin/ip"
-            cgi.parent.mkdir(parents=True)
-            cgi.write_text(CGI)
-            cgi.chmod(0o755)
-            tar = subprocess.run(["tar", "-C", d, "-c", "."], capture_output=True, check=True)
-        self.docker("import", "-", IMAGE, input=tar.stdout)
+        """``bb:latest`` (tests/image.py)."""
+        self.docker("import", "-", IMAGE, input=rootfs_tar())
 
     def log(self, lines: int = 40) -> str:
         with contextlib.suppress(OSError):

@@ -34,14 +34,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tests.image import BUSYBOX, rootfs_tar
 from tests.throwaway import Throwaway
 
 PODMAN = "/usr/bin/podman"
-BUSYBOX = "/bin/busybox"
 IMAGE = "localhost/bb:latest"
-APPLETS = ("sh", "httpd", "sleep", "wget", "timeout", "cat", "echo")
-CGI = '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "$REMOTE_ADDR"\n'
-HTTPD = ("httpd", "-f", "-p", "80", "-h", "/www")
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096")
 HIDDEN = ("/var/lib", "/run")  # what Podman writes there goes to the temporary directory
 CGROUPS = Path("/sys/fs/cgroup")
@@ -105,19 +102,8 @@ class Podman(Throwaway):
         self._image()
 
     def _image(self) -> None:
-        """``bb``: busybox-static with its applets and the CGI script, imported."""
-        tree = self.root / "image"
-        (tree / "bin").mkdir(parents=True)
-        shutil.copy(BUSYBOX, tree / "bin" / "busybox")
-        for applet in APPLETS:
-            (tree / "bin" / applet).symlink_to("busybox")
-        cgi = tree / "www" / "cgi-bin" / "ip"
-        cgi.parent.mkdir(parents=True)
-        cgi.write_text(CGI)
-        cgi.chmod(0o755)
-        tar = subprocess.run(["tar", "-C", str(tree), "-c", "."], capture_output=True,
-                             check=True).stdout
-        self.podman("import", "-", IMAGE, input=tar)
+        """``bb`` (tests/image.py)."""
+        self.podman("import", "-", IMAGE, input=rootfs_tar())
 
     def argv(self, *args: str) -> list[str]:
         assert self.sleeper is not None

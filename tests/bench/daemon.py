@@ -10,7 +10,9 @@ with iptables on (``--userland-proxy=false`` too). For each size, rounds of ``do
 - returned -> answer: from ``docker run -d`` returning to the port answering an HTTP request
   from the LAN (any answer of httpd's; a thread in the LAN namespace connects every
   millisecond, each try waiting 10 ms for the answer: dockerd itself holds the host port's
-  socket and never answers); invoked -> answer, from the moment ``docker run`` was started,
+  socket and never answers), and whether its first try answered (the probe's own floor: a
+  port there before ``docker run`` returned and an httpd listening answer it); invoked ->
+  answer, from the moment ``docker run`` was started,
   and ``docker run`` itself (invoked -> returned: the least invoked -> answer can be);
 - event -> kernel (the daemon only), as nftables' own notifications announce its commits (a
   thread in dockerd's namespace subscribed to NFNLGRP_NFTABLES, with each commit's pid):
@@ -48,7 +50,8 @@ from tempfile import TemporaryDirectory
 from nftnet.nft.monitor import Monitor
 from tests.bench.report import verdict
 from tests.docker_daemon import Daemon, Lan, wait_for
-from tests.docker_env import FLAGS, HTTPD, DockerEnv, unavailable_reason
+from tests.docker_env import FLAGS, DockerEnv, unavailable_reason
+from tests.image import HTTPD
 from tests.lab import in_netns
 
 RANGE = 1000  # ports per pre-published container
@@ -79,6 +82,7 @@ class Side:
     acted_on: dict[int, list[str]] = field(default_factory=dict)  # the register's event
     early: dict[int, list[float]] = field(default_factory=dict)  # answer, of those rounds
     # whose port was in the kernel before `docker run` returned
+    first_try: dict[int, list[bool]] = field(default_factory=dict)  # answered the first try
     heal: dict[int, list[float]] = field(default_factory=dict)
     rss: dict[int, int] = field(default_factory=dict)  # KiB
     published_in: dict[int, float] = field(default_factory=dict)  # seconds, all N ports
@@ -100,17 +104,19 @@ class Side:
         return next((t for t, a in list(self.events.get(cid, ())) if a == action), None)
 
 
-def answered(lan: Lan, port: int, timeout: float = 30.0) -> float:
-    """time.time() when host port ``port`` first answers HTTP from the LAN."""
-    def poll() -> float:
-        deadline = time.monotonic() + timeout
+def answered(lan: Lan, port: int, timeout: float = 30.0) -> tuple[float, int]:
+    """time.time() when host port ``port`` first answers HTTP from the LAN, and the tries it
+    took (1: it answered the first, the probe's own floor)."""
+    def poll() -> tuple[float, int]:
+        deadline, tries = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
+            tries += 1
             with contextlib.suppress(OSError), socket.create_connection(
                     (Lan.HOST4, port), timeout=0.01) as s:
                 s.sendall(GET)
                 s.settimeout(0.01)
                 if s.recv(64).startswith(b"HTTP/"):
-                    return time.time()
+                    return time.time(), tries
             time.sleep(0.001)
         raise TimeoutError(f"port {port} did not answer within {timeout} s")
     return in_netns(lan.ns, poll)
@@ -178,7 +184,8 @@ def one_round(side: Side, size: int) -> None:
     cid = (side.env.docker("run", "-d", "--name", name, "-p", f"{port}:80", "bb", *HTTPD)
            or "").strip()
     returned = time.time()
-    answer = answered(side.lan, port)
+    answer, tries = answered(side.lan, port)
+    side.first_try.setdefault(size, []).append(tries == 1)
     side.answer.setdefault(size, []).append(answer - returned)
     side.whole.setdefault(size, []).append(answer - invoked)
     side.run.setdefault(size, []).append(returned - invoked)
@@ -338,8 +345,13 @@ def targets(ours: Side, theirs: Side, sizes: list[int], docker_max: int) -> list
                        f"{verdict(None)} (Docker's own capped at {docker_max:,})")
             continue
         mine, theirs_ = (statistics.median(s.answer[n]) for s in (ours, theirs))
+        firsts = [sum(s.first_try[n]) for s in (ours, theirs)]
+        tie = ("; a tie at the probe's floor: both answered the first try in every round"
+               if firsts == [len(ours.first_try[n]), len(theirs.first_try[n])] else
+               f"; answered the first try: {firsts[0]} / {firsts[1]} rounds")
         out.append(f"- returned -> answer faster than Docker's own iptables at {n:,} (p50): "
-                   f"{verdict(mine < theirs_)} ({mine * 1000:.2f} ms vs {theirs_ * 1000:.2f} ms)")
+                   f"{verdict(mine < theirs_)} ({mine * 1000:.2f} ms vs {theirs_ * 1000:.2f} ms"
+                   f"{tie})")
     if 10000 in ours.rss:
         rss = ours.rss[10000]
         out.append(f"- daemon RSS at 10,000 ports under 100 MiB: {verdict(rss < TARGET_RSS)} "

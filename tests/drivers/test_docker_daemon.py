@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.docker_daemon import Daemon, Lan, address, get, in_container, wait_for
-from tests.docker_env import HTTPD, DockerEnv
+from tests.docker_env import DockerEnv
+from tests.image import HTTPD
 from tests.nftnet_run import published_ports
 
 pytestmark = pytest.mark.e2e

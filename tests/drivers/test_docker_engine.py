@@ -26,7 +26,8 @@ from nftnet.drivers.docker.translate import (
     translate_container,
     translate_networks,
 )
-from tests.docker_env import HTTPD, DockerEnv
+from tests.docker_env import DockerEnv
+from tests.image import HTTPD
 
 pytestmark = pytest.mark.e2e
 

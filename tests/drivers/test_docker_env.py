@@ -8,15 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.docker_env import (
-    HTTPD,
-    OUTSIDE,
-    REGISTRY,
-    DockerEnv,
-    DockerEnvError,
-    alive,
-    leftovers,
-)
+from tests.docker_env import OUTSIDE, REGISTRY, DockerEnv, DockerEnvError, alive, leftovers
+from tests.image import HTTPD
 
 pytestmark = pytest.mark.kernel
 

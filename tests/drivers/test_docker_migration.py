@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from tests.docker_daemon import Daemon, Lan, address, get, in_container, wait_for
-from tests.docker_env import FLAGS, HTTPD, DockerEnv
+from tests.docker_env import FLAGS, DockerEnv
+from tests.image import HTTPD
 
 pytestmark = pytest.mark.e2e
 

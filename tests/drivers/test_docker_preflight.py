@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from nftnet.drivers.docker.preflight import DAEMON_JSON, REMOVE_CHAINS
-from tests.docker_env import FLAGS, HTTPD, DockerEnv
+from tests.docker_env import FLAGS, DockerEnv
+from tests.image import HTTPD
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.cni_env import CniHost, conflist, nftnet_cni_installed
+from tests.image import HTTPD
 from tests.lab import Lab
 from tests.nftnet_run import nftnet
-from tests.podman_env import HTTPD, IMAGE, Podman, unavailable_reason
+from tests.podman_env import IMAGE, Podman, unavailable_reason
 
 pytestmark = pytest.mark.e2e
 
