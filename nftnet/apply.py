@@ -147,13 +147,6 @@ def unchanged_since(state: State, nft: NftBackend) -> bool:
     return state.generation is not None and nft.generation() == state.generation
 
 
-def links_in_place(config: Config, runtime: dict[str, Any], state: State | None,
-                   links: LinkBackend) -> bool:
-    """Whether the bridges, their addresses and the runtime endpoints' veths on them are as
-    ``config`` needs: one raw dump, no pyroute2."""
-    return link_model.settled(bridge_specs(config, runtime, state), links.observe())
-
-
 class Applier:
     """Full applies: ``apply -f``, and completing or healing after runtime changes."""
 
@@ -188,27 +181,31 @@ class Applier:
                       else declared)
             want = self.desired(config, prev)
             drift = prev is not None and not unchanged_since(prev, self.nft)
-            if (prev is not None and not drift and holds(prev, want, declared_raw, runtime)
-                    and links_in_place(config, runtime, prev, self.links)):
-                if digest is not None:
-                    self._record(digest, config, prev, prev.generation)
-                return ApplyResult(False, dry_run)
+            if prev is not None and not drift and holds(prev, want, declared_raw, runtime):
+                # the bridges, their addresses and the runtime endpoints' veths as ``config``
+                # needs them: one raw dump (no pyroute2), which the proof records too
+                specs, seen = bridge_specs(config, runtime, prev), self.links.observe()
+                if link_model.settled(specs, seen):
+                    if digest is not None:
+                        self._record(digest, config, prev.generation, specs, seen)
+                    return ApplyResult(False, dry_run)
             old = effective_config(prev.config, prev.runtime) if prev else None
             lines = describe_changes(old, config, kernel_drift=drift)
             if dry_run:
                 return ApplyResult(True, True, tuple(lines))
             after = self.converge(want, prev, State(config=declared_raw, runtime=runtime))
             if digest is not None:
-                self._record(digest, config, after, after.generation)
+                self._record(digest, config, after.generation,
+                             bridge_specs(config, after.runtime, after), self.links.observe())
             return ApplyResult(True, False, tuple(lines))
 
-    def _record(self, digest: str, config: Config, state: State, generation: str | None
+    def _record(self, digest: str, config: Config, generation: str | None,
+                specs: list[link_model.BridgeSpec], links: dict[str, link_model.LinkState]
                 ) -> None:
-        """The proof that the file of ``digest`` holds (applied.py), with ``state`` final."""
+        """The proof that the file of ``digest`` holds (applied.py): the kernel at
+        ``generation``, ``links`` as seen (settled) for ``specs``, the state final."""
         families = [v for v in (4, 6) if needs_forwarding(config, v)]
-        applied.record(self.state_dir, digest, generation,
-                       bridge_specs(config, state.runtime, state), self.links.observe(),
-                       families)
+        applied.record(self.state_dir, digest, generation, specs, links, families)
 
     def converge(self, want: Desired, prev: State | None, base: State,
                  drop: Collection[str] = ()) -> State:
