@@ -1,8 +1,8 @@
 """The daemon's pure parts: the order of a container's registrations (no port is ever taken
 while another endpoint still holds it), what nftnet holds for a Docker network and endpoint
 (the entries load to the translation's own model), the log lines, and the daemon lock and
-status file of the state directory, and the warning about a forward chain of another
-firewall that drops what nftnet lets through."""
+status file of the state directory, the warning about a forward chain of another firewall
+that drops what nftnet lets through, and what the inspect of a created container queues."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from nftnet.api import Engine
 from nftnet.config.load import load_entry
 from nftnet.config.publish import expand
 from nftnet.drivers.docker.daemon import Daemon, JournalFormatter
+from nftnet.drivers.docker.engine import EngineError
 from nftnet.drivers.docker.events import endpoint_changes
 from nftnet.drivers.docker.translate import (
     DockerEndpoint,
@@ -183,3 +184,32 @@ def test_what_is_left_alone_is_said_at_a_resync_and_else_when_new(
     said = [r.getMessage() for r in caplog.records if "left alone" in r.getMessage()]
     assert [m.split(" ")[3] for m in said] == ["h:", "n:", "h:", "n:"]
     assert len(daemon.info["skipped"]) == 2
+
+
+class _Sent:
+    """A ``SentInspect`` stand-in: its answer, or the error it raises."""
+
+    def __init__(self, answer: dict[str, str] | Exception | None) -> None:
+        self._answer = answer
+
+    def answer(self) -> dict[str, str] | None:
+        if isinstance(self._answer, Exception):
+            raise self._answer
+        return self._answer
+
+
+def test_a_created_containers_inspect_is_queued_when_it_shows_one(tmp_path: Path) -> None:
+    """The inspect sent at a create is queued as ``created``; one that found the container
+    gone, or failed, is dropped (its start does it all), and so is the SDK's where dockerd
+    cannot be reached (the client is dropped for the next)."""
+    daemon = Daemon(Engine(tmp_path / "state", Kernel.fake()), f"unix://{tmp_path}/none.sock")
+    client = None
+    for cid, sent in (("c1", _Sent({"Id": "c1"})), ("c2", _Sent(None)),
+                      ("c3", _Sent(EngineError("reset"))), ("c4", None),
+                      ("c5", _Sent({"Id": "c5"}))):
+        client = daemon._read_created(cid, sent, client)  # type: ignore[arg-type]
+        assert client is None
+    queued = []
+    while not daemon.queue.empty():
+        queued.append(daemon.queue.get_nowait())
+    assert queued == [("created", {"Id": "c1"}), ("created", {"Id": "c5"})]

@@ -315,21 +315,26 @@ class Daemon:
         start took the container's lock first: ``_created`` drops it)."""
         client: DockerEngine | None = None
         while True:
-            cid, sent = self.to_inspect.get()
-            try:
-                if sent is not None:
-                    inspect = sent.answer()
-                else:
-                    client = client or DockerEngine(self.url)
-                    inspect = client.container(cid)
-            except EngineError as e:
-                log.debug("inspecting created container %s: %s", cid[:12], e)
-                if client is not None:
-                    client.close()
-                client = None
-                continue
-            if inspect is not None:
-                self.queue.put(("created", inspect))
+            client = self._read_created(*self.to_inspect.get(), client)
+
+    def _read_created(self, cid: str, sent: SentInspect | None, client: DockerEngine | None
+                      ) -> DockerEngine | None:
+        """One created container's inspect, queued as ``created`` (nothing when it is gone
+        or dockerd failed: its start does it all then); the SDK's client, for the next."""
+        try:
+            if sent is not None:
+                inspect = sent.answer()
+            else:
+                client = client or DockerEngine(self.url)
+                inspect = client.container(cid)
+        except EngineError as e:
+            log.debug("inspecting created container %s: %s", cid[:12], e)
+            if client is not None:
+                client.close()
+            return None
+        if inspect is not None:
+            self.queue.put(("created", inspect))
+        return client
 
     def _connected(self, version: dict[str, Any]) -> None:
         """The stream is open: check dockerd, then resync from its truth."""
