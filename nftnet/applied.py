@@ -95,9 +95,14 @@ def unchanged(state_dir: StateDir, kernel: Kernel, digest: str) -> bool:
         proof = state_dir.applied()
         if proof is None or proof.get("digest") != digest:
             return False
-        if any(kernel.links.read_sysctl(FORWARD_KEYS[v]) == "0" for v in proof["forwarding"]):
+        try:
+            families, names = list(proof["forwarding"]), list(proof["links"])
+            recorded, want = proof["generation"], proof["links_digest"]
+            if any(kernel.links.read_sysctl(FORWARD_KEYS[v]) == "0" for v in families):
+                return False
+        except (KeyError, TypeError):  # a record not as ``record`` writes it: proves nothing
             return False
-        recorded = proof["generation"]  # the state's and the kernel's, as nftnet left them
+        # the generation: the state's and the kernel's, as nftnet left them
         if state_dir.generation() != recorded or kernel.generation() != recorded:
             return False
-        return links_digest(proof["links"], kernel.links.observe()) == proof["links_digest"]
+        return links_digest(names, kernel.links.observe()) == want

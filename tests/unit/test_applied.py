@@ -132,6 +132,19 @@ def test_other_code_voids_the_proof(engine: Engine, tmp_path: Path, parsed: list
     assert parsed == [path, path]
 
 
+@pytest.mark.parametrize("spoil", ["forwarding", "links", "generation", "links_digest"])
+def test_a_record_missing_a_field_takes_the_full_path(engine: Engine, tmp_path: Path,
+                                                      parsed: list[str], spoil: str) -> None:
+    """A record with the state's identity but not as ``record`` writes it (an older or a
+    hand-edited one) proves nothing: the full path, not an error."""
+    path = applied_twice(engine, tmp_path, parsed)
+    proof = engine.state_dir.applied()
+    assert proof is not None
+    engine.state_dir.save_applied({k: v for k, v in proof.items() if k != spoil})
+    assert not engine.apply_file(path).changed
+    assert parsed == [path, path]
+
+
 def test_the_code_digested_is_nftnets_and_compats() -> None:
     """compat translates ``iptables:`` user_rules: a compat upgrade voids the proof too."""
     modules = {line.split(b":")[0] for line in applied._code().splitlines()}
