@@ -125,7 +125,7 @@ def test_a_sent_inspect_that_fails_is_an_engine_error_naming_the_url(
     ("tcp://127.0.0.1", None),  # no port: the SDK's defaults
     ("https://127.0.0.1:2376", None),
     ("ssh://user@host", None),
-    ("/run/docker.sock", None),
+    ("/run/docker.sock", "/run/docker.sock"),  # a bare path: a Unix socket, as the SDK reads it
 ])
 def test_which_urls_an_inspect_is_sent_on_without_the_sdk(url: str, where: Any) -> None:
     conn = _connection(url)

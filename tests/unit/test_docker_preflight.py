@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nftnet.drivers.docker import preflight
+from nftnet.drivers.docker import engine
 from nftnet.drivers.docker.preflight import (
     DAEMON_JSON,
     REMOVE_CHAINS,
@@ -137,4 +137,4 @@ def test_check_of_unreachable_and_remote_engines(tmp_path: Path) -> None:
 def test_docker_host_is_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/env.sock")
     assert f"unix://{tmp_path}/env.sock" in check(None, [], tmp_path).problems[0].reason
-    assert preflight.DEFAULT_URL == "unix:///var/run/docker.sock"
+    assert engine.DEFAULT_URL == "unix:///var/run/docker.sock"

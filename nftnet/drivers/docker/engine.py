@@ -30,6 +30,7 @@ import socket
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from nftnet.drivers.docker.events import FILTERS, Event
 from nftnet.errors import NftnetError
@@ -48,6 +49,15 @@ class EngineError(NftnetError):
 def engine_url(url: str | None = None) -> str:
     """The Engine API URL: given, else ``DOCKER_HOST``, else the system socket."""
     return url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+
+
+def unix_path(url: str) -> str | None:
+    """The socket's path where ``url`` names a Unix socket, as the SDK reads it
+    (``unix://PATH``, ``http+unix://PATH`` or a bare path); None for any other URL."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("unix", "http+unix", ""):
+        return None
+    return parsed.path or url
 
 
 class Engine:
@@ -219,13 +229,11 @@ class _UnixConnection(http.client.HTTPConnection):
 
 def _connection(url: str, timeout: float = TIMEOUT) -> http.client.HTTPConnection | None:
     """A connection to dockerd that ``http.client`` makes alone, as the SDK reads the URL
-    (``unix://PATH``; ``tcp://HOST:PORT`` and ``http://HOST:PORT`` as plain HTTP); None for
-    any other (the SDK reads those)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return None
-    if scheme in ("unix", "http+unix"):
-        return _UnixConnection("/" + rest.lstrip("/"), timeout)
+    (a Unix socket, ``unix_path``; ``tcp://HOST:PORT`` and ``http://HOST:PORT`` as plain
+    HTTP); None for any other (the SDK reads those)."""
+    if (path := unix_path(url)) is not None:
+        return _UnixConnection(path, timeout)
+    scheme, _, rest = url.partition("://")
     if scheme in ("tcp", "http"):
         host, colon, port = rest.split("/", 1)[0].rpartition(":")
         if host and colon and port.isdigit():

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from nftnet.api import Json
+from nftnet.drivers.docker.engine import engine_url, unix_path
 from nftnet.drivers.docker.translate import go_bool
 
 DAEMON_JSON = '{"iptables": false, "ip6tables": false, "userland-proxy": false}'
@@ -39,7 +38,6 @@ DOCKER_CHAINS = frozenset({"DOCKER", "DOCKER-USER", "DOCKER-ISOLATION-STAGE-1",
                            "DOCKER-ISOLATION-STAGE-2"})
 DOCKER_TABLES = frozenset({"docker-bridges"})
 DEFAULT_CONFIG = "/etc/docker/daemon.json"
-DEFAULT_URL = "unix:///var/run/docker.sock"
 _RESTART = (f"set {DAEMON_JSON} in /etc/docker/daemon.json (or dockerd's --config-file), "
             "then restart dockerd (systemctl restart docker)")
 REMOVE_CHAINS = "for t in iptables ip6tables; do $t-save | grep -v DOCKER | $t-restore; done"
@@ -147,7 +145,7 @@ def check(url: str | None = None, listing: Iterable[Json] | None = None,
     """Every problem that keeps the daemon from following the dockerd at ``url`` (default:
     ``DOCKER_HOST``, else the system socket). ``listing`` is the kernel's ``list chains``
     (read through libnftables when None)."""
-    url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+    url = engine_url(url)
     report = Report()
     if listing is None:
         from nftnet.api import Engine
@@ -176,12 +174,11 @@ def socket_peer(path: str) -> tuple[int, int]:
 
 def _served_by(url: str, report: Report) -> int | None:
     """dockerd's pid for a unix:// URL (None with a note or a problem otherwise)."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("unix", ""):
+    path = unix_path(url)
+    if path is None:
         report.notes.append(f"{url} is not a local unix socket: dockerd's userland-proxy "
                             "setting cannot be read, only docker-proxy processes are checked")
         return None
-    path = parsed.path or url
     try:
         pid, uid = socket_peer(path)
     except OSError as e:
